@@ -1,0 +1,11 @@
+"""res2net: the Res2Net family for PyTorch.
+
+``create_model`` builds any member of the family and loads weights from every source
+users have (our checkpoints, the official ``.pth`` files, timm, MindCV ``.ckpt``);
+``list_models`` lists the names.
+"""
+
+from .models import create_model, list_models
+
+__all__ = ["create_model", "list_models"]
+__version__ = "0.1.0"

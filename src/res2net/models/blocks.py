@@ -1,0 +1,101 @@
+"""The Res2Net bottleneck, shared by the ResNet-style and the DLA-style networks.
+
+A Res2Net block replaces the single 3x3 convolution of a bottleneck by ``scale``
+groups of channels, each convolved after adding the previous group's output. This
+builds hierarchical residual-like connections inside one block, so one layer sees
+several receptive-field sizes. The first block of a stage ("stage" type in the
+paper's code) does not chain the groups; its last group is average-pooled instead.
+
+Both backbones use this one class; they differ only in how they size the block
+(``width``/``out_channels``) and how they pass the shortcut.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import StochasticDepth
+
+
+class Bottle2neck(nn.Module):
+    """Res2Net / Res2NeXt bottleneck.
+
+    Args:
+        in_channels: channels entering the block.
+        width: channels of each of the ``scale`` groups.
+        out_channels: channels leaving the block.
+        scale: number of groups the 1x1-reduced features are split into.
+        stride: stride of the 3x3 convolutions (and of the pool on the last group).
+        stage_first: first block of a stage; the groups are not chained. It stays
+            true when a stride has been replaced by dilation, so weights keep their
+            meaning for dilated (detection/segmentation) backbones.
+        cardinality: groups of each 3x3 convolution (Res2NeXt when > 1).
+        dilation: dilation of the 3x3 convolutions.
+        downsample: projection applied to the input for the residual path.
+        drop_path_rate: stochastic-depth probability for the residual branch.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        out_channels: int,
+        *,
+        scale: int = 4,
+        stride: int = 1,
+        stage_first: bool = False,
+        cardinality: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.width = width
+        self.stage_first = stage_first
+        num_convs = max(1, scale - 1)
+
+        self.conv1 = nn.Conv2d(in_channels, width * scale, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(
+                width,
+                width,
+                3,
+                stride=stride,
+                padding=dilation,
+                dilation=dilation,
+                groups=cardinality,
+                bias=False,
+            )
+            for _ in range(num_convs)
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(num_convs))
+        self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if stage_first and scale > 1 else None
+        self.conv3 = nn.Conv2d(width * scale, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """``shortcut`` lets a DLA tree pass its own projected residual."""
+        if shortcut is None:
+            shortcut = x if self.downsample is None else self.downsample(x)
+
+        out = self.relu(self.bn1(self.conv1(x)))
+        groups = torch.split(out, self.width, dim=1)
+        outputs: list[torch.Tensor] = []
+        current = groups[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            current = groups[i] if i == 0 or self.stage_first else current + groups[i]
+            current = self.relu(bn(conv(current)))
+            outputs.append(current)
+        if self.scale > 1:
+            outputs.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
+        out = self.bn3(self.conv3(torch.cat(outputs, dim=1)))
+        return self.relu(self.drop_path(out) + shortcut)
+
+    def zero_init_last(self) -> None:
+        """Start the residual branch at zero so a deep net begins as a shallow one."""
+        nn.init.zeros_(self.bn3.weight)

@@ -1,0 +1,166 @@
+"""Registry-driven model tests: every registered name is built and checked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import res2net
+from res2net.errors import UserError
+from res2net.models import build_model, get_model_spec
+
+ALL_MODELS = res2net.list_models()
+
+# Trainable parameters with 1000 classes, from FACTS.md (MindCV 0.3.0 and the official
+# code agree; the DLA figures are timm's, without the official code's unused layers).
+EXPECTED_PARAMS = {
+    "res2net50_26w_4s": 25_699_120,
+    "res2net50": 25_699_120,
+    "res2net50_48w_2s": 25_287_304,
+    "res2net50_14w_8s": 25_059_816,
+    "res2net50_26w_6s": 37_051_448,
+    "res2net50_26w_8s": 48_403_776,
+    "res2net101_26w_4s": 45_206_688,
+    "res2net101": 45_206_688,
+    "res2net50_v1b_26w_4s": 25_718_352,
+    "res2net50_v1b": 25_718_352,
+    "res2net50d": 25_718_352,
+    "res2net101_v1b_26w_4s": 45_225_920,
+    "res2net101_v1b": 45_225_920,
+    "res2net101d": 45_225_920,
+    "res2next50": 24_671_464,
+    "res2net_dla60": 20_848_072,
+    "res2next_dla60": 17_032_984,
+}
+# FACTS.md gives no count for the 152-layer networks; the deep stem adds the same
+# 19,232 parameters to every depth, which ties the two 152 variants together.
+DEEP_STEM_EXTRA = 25_718_352 - 25_699_120
+
+REQUIRED_NAMES = {
+    "res2net50", "res2net101", "res2net152", "res2net50_v1b", "res2net101_v1b", "res2net152_v1b",
+    "res2net50_26w_4s", "res2net50_48w_2s", "res2net50_14w_8s", "res2net50_26w_6s", "res2net50_26w_8s",
+    "res2net101_26w_4s", "res2net50_v1b_26w_4s", "res2net101_v1b_26w_4s", "res2net152_v1b_26w_4s",
+    "res2next50", "res2net_dla60", "res2next_dla60", "res2net50d", "res2net101d",
+}  # fmt: skip
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, torch.nn.Module]:
+    """Each network built once, with a small head, shared by the shape tests."""
+    torch.manual_seed(0)
+    return {name: build_model(name, num_classes=7).eval() for name in ALL_MODELS}
+
+
+def test_every_family_member_is_registered() -> None:
+    assert REQUIRED_NAMES <= set(ALL_MODELS)
+
+
+def test_list_models_pattern() -> None:
+    assert res2net.list_models("res2net152*") == ["res2net152", "res2net152_v1b", "res2net152_v1b_26w_4s"]
+    assert res2net.list_models("nothing*") == []
+
+
+def test_unknown_name_suggests_close_ones() -> None:
+    with pytest.raises(UserError, match="did you mean 'res2net50'"):
+        res2net.create_model("res2net5O")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_exact_parameter_count(name: str) -> None:
+    assert count_parameters(build_model(name)) == EXPECTED_PARAMS[name]
+
+
+def test_152_parameter_counts_are_consistent() -> None:
+    plain, v1b = count_parameters(build_model("res2net152")), count_parameters(build_model("res2net152_v1b"))
+    assert v1b - plain == DEEP_STEM_EXTRA
+    assert count_parameters(build_model("res2net152_v1b_26w_4s")) == v1b
+    assert plain > EXPECTED_PARAMS["res2net101"]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_features_head_and_reset(name: str, models: dict[str, torch.nn.Module]) -> None:
+    model = models[name]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape == (2, model.num_features, 2, 2)
+        logits = model.forward_head(features)
+        assert logits.shape == (2, 7)
+        torch.testing.assert_close(model(x), logits)
+        assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
+    model.reset_classifier(3)
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+    model.reset_classifier(7)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_pretrained_metadata_is_complete(name: str) -> None:
+    for tag, cfg in get_model_spec(name).pretrained.items():
+        assert cfg.tag == tag
+        assert cfg.url.startswith("https://") and cfg.file_name in cfg.url
+        assert len(cfg.sha256_prefix) == 8 and int(cfg.sha256_prefix, 16) >= 0
+        assert cfg.sha256_prefix in cfg.file_name
+        assert cfg.top1 is not None and 70 < cfg.top1 < 90
+        assert cfg.license and cfg.interpolation in {"bilinear", "bicubic"}
+        assert 0.5 < cfg.crop_pct <= 1 and len(cfg.mean) == len(cfg.std) == 3
+        assert cfg.num_classes == (1001 if cfg.source == "mindcv" else 1000)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+@pytest.mark.parametrize("name", ["res2net50", "res2net50_v1b", "res2next50", "res2net_dla60"])
+def test_features_only_output_stride(name: str, output_stride: int) -> None:
+    backbone = res2net.create_model(name, features_only=True, out_indices=(0, 1, 2, 3, 4), output_stride=output_stride)
+    backbone.eval()
+    size = 64
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, size, size))
+    assert len(maps) == 5 == len(backbone.feature_info)
+    for feature, info in zip(maps, backbone.feature_info):
+        assert info.reduction <= output_stride
+        assert feature.shape[1] == info.channels
+        assert feature.shape[-1] == size // info.reduction
+    assert [info.reduction for info in backbone.feature_info][-1] == output_stride
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_features_only_default_indices(name: str) -> None:
+    backbone = res2net.create_model(name, features_only=True)
+    assert [info.reduction for info in backbone.feature_info] == [4, 8, 16, 32]
+    assert not any(key.startswith("fc.") for key in backbone.state_dict())
+    with torch.no_grad():
+        maps = backbone.eval()(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == [info.channels for info in backbone.feature_info]
+
+
+def test_dilated_backbone_keeps_weights_and_differs_only_in_geometry() -> None:
+    """Dilation changes strides, never parameter shapes, so pretrained weights load."""
+    dense = build_model("res2net50_v1b", output_stride=8)
+    plain = build_model("res2net50_v1b")
+    assert {k: v.shape for k, v in dense.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+
+
+def test_features_only_rejects_bad_indices() -> None:
+    with pytest.raises(ValueError, match="out_indices"):
+        res2net.create_model("res2net50", features_only=True, out_indices=(3, 1))
+
+
+def test_bad_output_stride() -> None:
+    with pytest.raises(ValueError, match="output_stride"):
+        build_model("res2net50", output_stride=4)
+
+
+def test_drop_path_and_dropout_only_act_in_training() -> None:
+    torch.manual_seed(0)
+    model = build_model("res2net_dla60", num_classes=4, drop_rate=0.5, drop_path_rate=0.2)
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))
+    model.train()
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(x))
