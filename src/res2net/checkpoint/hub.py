@@ -1,0 +1,96 @@
+"""Download published weights once into ``$RES2NET_HOME`` and use them offline afterwards.
+
+Files are written to a temporary name in the cache folder and renamed only after their
+sha256 matches the prefix the publishers put in the file name, so an interrupted or
+corrupted download never looks cached. A cached file is trusted without re-hashing:
+it can only have got there through that check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from res2net.errors import CheckpointError
+from res2net.models.registry import get_model_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = "~/.cache/res2net"
+_CHUNK = 1 << 20
+_TIMEOUT_S = 30.0
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$RES2NET_HOME/checkpoints``."""
+    return Path(os.environ.get("RES2NET_HOME") or DEFAULT_HOME).expanduser() / "checkpoints"
+
+
+def _unreachable(url: str, reason: object) -> CheckpointError:
+    return CheckpointError(
+        f"cannot download {url} ({reason}); fetch the file another way and pass it with "
+        "checkpoint_path=<file> (command line: --checkpoint <file>)"
+    )
+
+
+def _download(url: str, partial: Path) -> str:
+    """Stream ``url`` into ``partial``; return its sha256 hex digest."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, partial.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=partial.name, disable=None) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def download_cached(url: str, file_name: str, sha256_prefix: str) -> Path:
+    """The cached copy of ``url`` as ``file_name``, downloading and verifying it if absent."""
+    dest = cache_dir() / file_name
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{file_name}.", suffix=".part")
+    os.close(fd)
+    partial = Path(tmp)
+    try:
+        log.info("downloading %s to %s", url, dest)
+        try:
+            sha = _download(url, partial)
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+            raise _unreachable(url, getattr(exc, "reason", exc)) from exc
+        if sha256_prefix and not sha.startswith(sha256_prefix.lower()):
+            raise CheckpointError(
+                f"{url}: downloaded file has sha256 {sha[:16]}..., expected a prefix of {sha256_prefix}; "
+                "the download is corrupted or the file changed upstream"
+            )
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return dest
+
+
+def fetch_pretrained(model_name: str, tag: str | None = None) -> Path:
+    """Local path of the published weights ``tag`` (default: the model's first) of ``model_name``."""
+    spec = get_model_spec(model_name)
+    if not spec.pretrained:
+        raise CheckpointError(
+            f"model {model_name} has no published weights; pass a local file with checkpoint_path=<file>"
+        )
+    chosen = tag or spec.default_pretrained_tag
+    cfg = spec.pretrained.get(chosen) if chosen is not None else None
+    if cfg is None:
+        raise CheckpointError(
+            f"model {model_name} has no weights tagged {tag!r}; available: {', '.join(sorted(spec.pretrained))}"
+        )
+    return download_cached(cfg.url, cfg.file_name, cfg.sha256_prefix)

@@ -1,0 +1,117 @@
+"""Put a checkpoint's weights into one of our models, or explain exactly why not.
+
+Loading is strict except for two things a user means on purpose: a classifier of
+another size (fine-tuning on a new label set, or MindCV's 1001-class heads) is
+re-initialised with one warning, and BatchNorm ``num_batches_tracked`` counters, which
+MindSpore and old PyTorch files lack and which do not affect eval outputs, keep the
+model's value. Everything else that does not fit is one CheckpointError listing the
+missing, unexpected and wrongly shaped keys, because a silently half-loaded network
+produces plausible-looking garbage.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from res2net.checkpoint.formats import read_state_dict
+from res2net.checkpoint.remap import HEAD_WEIGHT, to_our_names
+from res2net.errors import CheckpointError
+
+_HEAD_PREFIX = "fc."
+_COUNTER = "num_batches_tracked"
+_LISTED = 8
+
+
+def _listing(label: str, keys: Iterable[str]) -> str | None:
+    keys = sorted(keys)
+    if not keys:
+        return None
+    more = f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    return f"{len(keys)} {label}: {', '.join(keys[:_LISTED])}{more}"
+
+
+def _classes(tensor: torch.Tensor) -> int:
+    return int(tensor.shape[0])
+
+
+def _fit_head(
+    state: dict[str, torch.Tensor], model: nn.Module, target: Mapping[str, torch.Tensor], *,
+    origin: str, model_name: str, strict_head: bool,
+) -> dict[str, torch.Tensor]:
+    """Drop the checkpoint's classifier when the model's has another number of classes."""
+    theirs, ours = state.get(HEAD_WEIGHT), target.get(HEAD_WEIGHT)
+    if theirs is None:
+        return state
+    if ours is None:
+        # The model was built without a classifier (num_classes=0): the head is not wanted.
+        return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+    if theirs.dim() != 2 or theirs.shape[1] != ours.shape[1] or theirs.shape[0] == ours.shape[0]:
+        return state  # same size, or a genuine mismatch reported with the rest
+    if strict_head:
+        raise CheckpointError(
+            f"{origin}: classifier has {_classes(theirs)} classes but model {model_name} has {_classes(ours)}"
+        )
+    warnings.warn(
+        f"{origin}: classifier has {_classes(theirs)} classes, model {model_name} has {_classes(ours)}; "
+        "the classifier is re-initialised and must be trained (fine-tuning)",
+        UserWarning,
+        stacklevel=4,
+    )
+    reset = getattr(model, "reset_classifier", None)
+    if callable(reset):
+        reset(_classes(ours))
+    return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+
+
+def load_state_into(
+    model: nn.Module, source: Mapping[str, torch.Tensor], *, origin: str, model_name: str, strict_head: bool = False
+) -> None:
+    """Load a state dict in any supported naming (ours, official, timm, MindCV) into ``model``.
+
+    ``origin`` names the checkpoint in messages (normally its path).
+    """
+    target = model.state_dict()
+    state = _fit_head(
+        to_our_names(source, target), model, target, origin=origin, model_name=model_name, strict_head=strict_head
+    )
+    target = model.state_dict()  # the head may have been replaced
+    for key, value in target.items():
+        if key.endswith(_COUNTER) and key not in state:
+            state[key] = value
+    missing = target.keys() - state.keys()
+    unexpected = state.keys() - target.keys()
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(target[k].shape)}"
+        for k in sorted(state.keys() & target.keys())
+        if state[k].shape != target[k].shape
+    ]
+    problems = [
+        p
+        for p in (
+            _listing("missing keys", missing),
+            _listing("unexpected keys", unexpected),
+            _listing("shape mismatches (checkpoint vs model)", shapes),
+        )
+        if p
+    ]
+    if problems:
+        raise CheckpointError(f"{origin}: does not fit model {model_name}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint_into(
+    model: nn.Module, path: str | Path, *, model_name: str, use_ema: bool = False, strict_head: bool = False
+) -> None:
+    """Read the checkpoint at ``path`` (format detected from its bytes) into ``model``.
+
+    ``use_ema`` loads the exponential-moving-average weights instead of the live ones;
+    ``strict_head`` turns a classifier-size mismatch into an error instead of a
+    re-initialisation.
+    """
+    state = read_state_dict(path, use_ema=use_ema)
+    load_state_into(model, state, origin=str(path), model_name=model_name, strict_head=strict_head)

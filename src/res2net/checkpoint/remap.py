@@ -1,0 +1,78 @@
+"""Translate other implementations' parameter names into ours (timm's).
+
+Sources and how they differ from our names:
+
+* timm and the official ResNet-layout Res2Net code: identical names.
+* MindCV (MindSpore): BatchNorm ``gamma/beta/moving_mean/moving_variance`` are
+  ``weight/bias/running_mean/running_var``, the shortcut is ``down_sample``, the head is
+  ``classifier``; stems and blocks are otherwise named like ours (``conv1.0/1/3/4/6``,
+  ``convs.i``, ``bns.i``), and tensor layouts (OIHW convolutions, out x in dense) match.
+  A MindSpore *training* checkpoint also holds the optimizer's state.
+* Official Res2Net-DLA and timm DLA: a 1x1 ``Conv2d`` head (4-D ``fc.weight``, ours is a
+  ``Linear``); the official files also carry ``project`` layers on multi-level trees that
+  their forward pass never uses (FACTS.md), which our network does not have.
+
+Only renaming and reshaping happen here; deciding whether the result fits the model is
+``load.py``'s job, so that all mismatches are reported together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+# Last name component renames (MindSpore BatchNorm -> PyTorch BatchNorm).
+_MINDSPORE_LEAF = {
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
+# Any name component renames (MindCV module names -> ours).
+_MINDCV_MODULE = {"down_sample": "downsample", "classifier": "fc"}
+_PROJECT = "project"
+HEAD_WEIGHT = "fc.weight"
+
+
+def translate_name(name: str) -> str:
+    """Our name for a parameter named ``name`` by MindCV, timm or the official code."""
+    parts = [_MINDCV_MODULE.get(p, p) for p in name.split(".")]
+    parts[-1] = _MINDSPORE_LEAF.get(parts[-1], parts[-1])
+    return ".".join(parts)
+
+
+def is_training_state(name: str, names: set[str]) -> bool:
+    """Whether ``name`` is optimizer or loop state rather than a network parameter.
+
+    MindSpore optimizers keep one slot per parameter, named by a prefix before the
+    parameter's name (``moments.``, ``adam_m.``, ``adam_v.``, ``accum.``...), and training
+    loops save scalars at the top level (``global_step``, ``learning_rate``, ``momentum``,
+    ``beta1_power``, ``scale_sense``, ``epoch_num``...). Every parameter of our networks
+    lives inside a module, so a name without a dot, or one that is another entry's name
+    behind one extra leading component, is never a weight of ours.
+    """
+    _, sep, rest = name.partition(".")
+    return not sep or rest in names
+
+
+def to_our_names(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` renamed and reshaped for a model whose state dict is ``target``.
+
+    Training state is dropped; ``project`` entries the model lacks are dropped; a 1x1
+    convolution head is squeezed when the model's head is linear.
+    """
+    names = set(state)
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if is_training_state(name, names):
+            continue
+        ours = translate_name(name)
+        if ours not in target and _PROJECT in ours.split("."):
+            continue
+        out[ours] = tensor
+    head = out.get(HEAD_WEIGHT)
+    wanted = target.get(HEAD_WEIGHT)
+    if head is not None and wanted is not None and head.dim() == 4 and wanted.dim() == 2 and head.shape[2:] == (1, 1):
+        out[HEAD_WEIGHT] = head.flatten(1)
+    return out
