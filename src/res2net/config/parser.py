@@ -95,6 +95,8 @@ def read_yaml(path: str) -> dict[str, Any]:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a date like 2001-02-30
+        raise ConfigError(f"config file {path} holds a value YAML cannot read: {exc}") from None
     if data is None:
         return {}
     return dict(check_mapping(data, path))

@@ -49,7 +49,7 @@ class Config:
     val_while_train: bool = key(False, "validate during training", SYSTEM)
     val_interval: int = key(1, "validate every N epochs when val_while_train", SYSTEM, minimum=1)
     log_interval: int = key(100, "log training metrics every N steps", SYSTEM, minimum=1)
-    seed: int = key(42, "seed for Python, NumPy and torch random generators", SYSTEM)
+    seed: int = key(42, "seed for Python, NumPy and torch random generators", SYSTEM, minimum=0)
     device_target: str = key("Ascend", "MindSpore device: Ascend, GPU or CPU", SYSTEM,
                              ignored="MindSpore device; 'device' picks the torch device")
     device: str = key("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda or cuda:N", SYSTEM,
@@ -102,10 +102,11 @@ class Config:
     re_ratio: tuple[float, float] = key((0.3, 3.3), "random erasing aspect-ratio range", AUGMENTATION,
                                         minimum=0.0, exclusive_minimum=True)
     re_value: float | str | tuple[float, ...] = key(
-        0.0, "random erasing fill: a number, 'random', or one value per channel", AUGMENTATION)
+        0.0, "random erasing fill: a number, 'random', or one value per channel", AUGMENTATION, minimum=0.0)
     re_max_attempts: int = key(10, "random erasing attempts before giving up", AUGMENTATION, minimum=1)
     mean: tuple[float, ...] = key((0.485 * 255, 0.456 * 255, 0.406 * 255),
-                                  "per-channel mean, on MindCV's 0-255 scale or 0-1", AUGMENTATION)
+                                  "per-channel mean, on MindCV's 0-255 scale or 0-1", AUGMENTATION,
+                                  minimum=0.0)
     std: tuple[float, ...] = key((0.229 * 255, 0.224 * 255, 0.225 * 255),
                                  "per-channel std, on MindCV's 0-255 scale or 0-1", AUGMENTATION,
                                  minimum=0.0, exclusive_minimum=True)
@@ -192,7 +193,8 @@ class Config:
     amp_level: str = key("O0", "O0 = fp32; O1/O2/O3/auto = torch.autocast", AMP, choices=_AMP_LEVELS)
     val_amp_level: str = key("O0", "amp_level used for validation", AMP, choices=_AMP_LEVELS)
     amp_dtype: str = key("auto", "autocast dtype: auto (bfloat16 on CPU, float16 on CUDA), float16, bfloat16",
-                         AMP, choices=("auto", "float16", "bfloat16"), ours=True)
+                         AMP, choices=("auto", "float16", "bfloat16"), aliases=(("fp16", "float16"), ("bf16", "bfloat16")),
+                         ours=True)
     amp_cast_list: str | None = key(None, "MindSpore cell list cast to fp16", AMP,
                                     ignored="torch.autocast chooses the precision per operator")
     loss_scale_type: str = key("fixed", "fp16 loss scaling: fixed, dynamic or auto", AMP,

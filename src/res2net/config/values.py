@@ -163,7 +163,10 @@ def _to_float(raw: Any) -> float:
     if isinstance(raw, bool):
         raise _Mismatch
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an int beyond float's range
+            raise _Mismatch from None
     elif isinstance(raw, str):
         try:
             value = float(raw.strip())
@@ -202,7 +205,7 @@ def _check_choice(name: str, spec: KeySpec, value: str, where: str) -> str:
         return canonical[value.lower()]
     raise ConfigError(
         f"config key '{name}' {where} expects one of {', '.join(spec.choices)}; "
-        f"got {value!r} (did you mean '{closest(value, list(canonical))}'?)"
+        f"got {value!r} (did you mean '{closest(value, spec.choices)}'?)"
     )
 
 
