@@ -7,6 +7,9 @@ Sources and how they differ from our names:
   ``weight/bias/running_mean/running_var``, the shortcut is ``down_sample``, the head is
   ``classifier``; stems and blocks are otherwise named like ours (``conv1.0/1/3/4/6``,
   ``convs.i``, ``bns.i``), and tensor layouts (OIHW convolutions, out x in dense) match.
+  MindCV's v1b builds the stride-1 shortcut of ``layer1`` as conv + BN (``down_sample.0/1``)
+  where the official code, timm and we keep the avg-pool slot (``downsample.1/2``, the
+  pool being an identity); the computation is the same, only the indices shift.
   A MindSpore *training* checkpoint also holds the optimizer's state.
 * Official Res2Net-DLA and timm DLA: a 1x1 ``Conv2d`` head (4-D ``fc.weight``, ours is a
   ``Linear``); the official files also carry ``project`` layers on multi-level trees that
@@ -32,6 +35,7 @@ _MINDSPORE_LEAF = {
 # Any name component renames (MindCV module names -> ours).
 _MINDCV_MODULE = {"down_sample": "downsample", "classifier": "fc"}
 _PROJECT = "project"
+_SHORTCUT = ".downsample."
 HEAD_WEIGHT = "fc.weight"
 
 
@@ -56,11 +60,28 @@ def is_training_state(name: str, names: set[str]) -> bool:
     return not sep or rest in names
 
 
+def _shift_shortcut_indices(state: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> None:
+    """Move conv + BN shortcuts saved at ``downsample.0/1`` to ``downsample.1/2`` where the
+    model has an (identity) pool in slot 0."""
+    convs = [k for k in state if k.endswith(f"{_SHORTCUT}0.weight") and state[k].dim() == 4]
+    for conv in convs:
+        prefix = conv[: -len("0.weight")]
+        if conv in target or f"{prefix}1.weight" not in target or target[f"{prefix}1.weight"].dim() != 4:
+            continue
+        moved = {k: v for k, v in state.items() if k.startswith(prefix)}
+        for key in moved:
+            del state[key]
+        for key, value in moved.items():
+            index, _, leaf = key[len(prefix) :].partition(".")
+            state[f"{prefix}{int(index) + 1}.{leaf}"] = value
+
+
 def to_our_names(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` renamed and reshaped for a model whose state dict is ``target``.
 
-    Training state is dropped; ``project`` entries the model lacks are dropped; a 1x1
-    convolution head is squeezed when the model's head is linear.
+    Training state is dropped; ``project`` entries the model lacks are dropped; shortcut
+    indices follow the model's layout; a 1x1 convolution head is squeezed when the
+    model's head is linear.
     """
     names = set(state)
     out: dict[str, torch.Tensor] = {}
@@ -71,6 +92,7 @@ def to_our_names(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.T
         if ours not in target and _PROJECT in ours.split("."):
             continue
         out[ours] = tensor
+    _shift_shortcut_indices(out, target)
     head = out.get(HEAD_WEIGHT)
     wanted = target.get(HEAD_WEIGHT)
     if head is not None and wanted is not None and head.dim() == 4 and wanted.dim() == 2 and head.shape[2:] == (1, 1):
