@@ -1,0 +1,278 @@
+"""Train and eval transforms (torchvision v2), shaped like MindCV's ``create_transforms``.
+
+The pipelines take what the folder dataset yields (an :class:`EncodedImage`; decoded tensors and
+Pillow images work too) and return a normalised float32 (3, S, S) tensor. They are fast because:
+
+* the first step decodes *and* crops/resizes in one go, asking libjpeg for a 1/2-1/8 scale
+  decode whenever the crop would still have at least the output's resolution
+  (see :mod:`res2net.data.decode`);
+* geometric steps and auto-augment work on uint8 tensors (torchvision's uint8 resize kernels are
+  vectorised); colour jitter and normalisation are fused into the one float conversion
+  (:mod:`res2net.data.color`).
+
+Randomness comes only from torch's global generator, so seeding it per sample (the dataset does,
+from the sampler's per-sample seeds) makes augmentation reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from res2net.data.autoaugment import parse_auto_augment
+from res2net.data.color import FloatColorJitter
+from res2net.data.decode import EncodedImage, ImageInput, decode_rgb, draft_factor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875
+
+_INTERPOLATIONS = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
+
+Stats = tuple[float, float, float]
+ColorJitter = float | Sequence[float] | None
+EraseValue = float | Sequence[float] | str
+
+
+def normalize_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[Stats, Stats]:
+    """Return (mean, std) on the 0-1 scale, accepting MindCV's 0-255 values as well.
+
+    MindCV recipes give ``mean: [123.675, 116.28, 103.53]``; torchvision-style code gives
+    ``0.485...``. A value above 1 can only be on the 0-255 scale, so that decides; a mean on
+    one scale with a std on the other is a mistake we refuse rather than guess about.
+    """
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need 3 values (R, G, B), got {list(mean)} and {list(std)}")
+    if min(std) <= 0:
+        raise ValueError(f"std values must be positive, got {list(std)}")
+    mean_255, std_255 = max(mean) > 1, max(std) > 1
+    if mean_255 and not std_255:
+        raise ValueError(f"mean {list(mean)} looks 0-255 scaled but std {list(std)} looks 0-1 scaled")
+    divisor = 255.0 if mean_255 or std_255 else 1.0
+    m = tuple(float(v) / divisor for v in mean)
+    s = tuple(float(v) / divisor for v in std)
+    return (m[0], m[1], m[2]), (s[0], s[1], s[2])
+
+
+def interpolation_mode(name: str) -> InterpolationMode:
+    """Map a recipe's ``interpolation`` name onto torchvision's mode."""
+    try:
+        return _INTERPOLATIONS[name.lower()]
+    except KeyError:
+        raise ValueError(f"interpolation {name!r} is not supported (choose from {', '.join(_INTERPOLATIONS)})") from None
+
+
+class RandomResizedCropDecode:
+    """Decode + random-resized crop (Inception-style) in one step.
+
+    The crop box is drawn on the header's size first, so the decoder can be told how much
+    resolution the crop really needs.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        scale: tuple[float, float],
+        ratio: tuple[float, float],
+        interpolation: InterpolationMode,
+    ) -> None:
+        if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"invalid crop scale {scale} or ratio {ratio}")
+        self.size = size
+        self.scale = scale
+        self.ratio = ratio
+        self.interpolation = interpolation
+        self._log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of a crop covering a random area fraction and aspect ratio."""
+        area = width * height
+        for _ in range(10):
+            target = area * float(torch.empty(()).uniform_(self.scale[0], self.scale[1]))
+            aspect = math.exp(float(torch.empty(()).uniform_(*self._log_ratio)))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(torch.randint(0, height - h + 1, ()))
+                left = int(torch.randint(0, width - w + 1, ()))
+                return top, left, h, w
+        # Fallback (rare: extreme ratios): the largest centred box within the ratio bounds.
+        aspect = width / height
+        if aspect < self.ratio[0]:
+            w, h = width, round(width / self.ratio[0])
+        elif aspect > self.ratio[1]:
+            w, h = round(height * self.ratio[1]), height
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def __call__(self, image: ImageInput) -> torch.Tensor:
+        width, height = _size(image)
+        top, left, h, w = self.box(width, height)
+        reduce = 1
+        if isinstance(image, EncodedImage):
+            reduce = draft_factor((width, height), (width * self.size / w, height * self.size / h))
+        pixels, s = decode_rgb(image, reduce)
+        if s != 1.0:
+            top, left = int(top * s), int(left * s)
+            h = max(1, min(round(h * s), pixels.shape[1] - top))
+            w = max(1, min(round(w * s), pixels.shape[2] - left))
+        return F.resized_crop(
+            pixels, top, left, h, w, [self.size, self.size], interpolation=self.interpolation, antialias=True
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio}, {self.interpolation.value})"
+
+
+class ResizeCenterCropDecode:
+    """Decode, resize the shorter side to ``size / crop_pct``, centre-crop ``size``.
+
+    The resized geometry is computed from the original size, so decoding at a reduced scale
+    (when the shorter side still covers the resize target) changes no output dimensions.
+    """
+
+    def __init__(self, size: int, *, crop_pct: float, interpolation: InterpolationMode) -> None:
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        self.size = size
+        self.crop_pct = crop_pct
+        self.resize_to = math.floor(size / crop_pct)
+        self.interpolation = interpolation
+
+    def __call__(self, image: ImageInput) -> torch.Tensor:
+        width, height = _size(image)
+        short = min(width, height)
+        new_w = self.resize_to if width == short else int(self.resize_to * width / short)
+        new_h = self.resize_to if height == short else int(self.resize_to * height / short)
+        reduce = 1
+        if isinstance(image, EncodedImage):
+            reduce = draft_factor((width, height), (new_w, new_h))
+        pixels, _ = decode_rgb(image, reduce)
+        pixels = F.resize(pixels, [new_h, new_w], interpolation=self.interpolation, antialias=True)
+        return F.center_crop(pixels, [self.size, self.size])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, crop_pct={self.crop_pct}, {self.interpolation.value})"
+
+
+class ToNormalizedFloat:
+    """uint8 (3, H, W) -> float32 ``(x / 255 - mean) / std``, with the colour jitter (if any) in between.
+
+    Without jitter it is one conversion and two in-place ops on the 0-255 scale; with jitter the
+    image is scaled to [0, 1] first because that is where the jitter's clamping is defined.
+    """
+
+    def __init__(self, mean: Stats, std: Stats, jitter: FloatColorJitter | None = None) -> None:
+        self.mean = mean
+        self.std = std
+        self.jitter = jitter
+        scale = 1.0 if jitter else 255.0
+        self._offset = torch.tensor(mean).mul_(scale).view(3, 1, 1)
+        self._scale = torch.tensor(std).mul_(scale).reciprocal_().view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        out = image.to(torch.float32, memory_format=torch.contiguous_format)
+        if self.jitter is not None:
+            self.jitter(out.mul_(1.0 / 255.0))
+        return out.sub_(self._offset).mul_(self._scale)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std}, jitter={self.jitter})"
+
+
+def build_train_transform(
+    *,
+    image_size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (0.75, 1.333),
+    interpolation: str = "bilinear",
+    hflip: float = 0.5,
+    vflip: float = 0.0,
+    color_jitter: ColorJitter = None,
+    auto_augment: str | None = None,
+    re_prob: float = 0.0,
+    re_scale: tuple[float, float] = (0.02, 0.33),
+    re_ratio: tuple[float, float] = (0.3, 3.3),
+    re_value: EraseValue = 0.0,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Callable[[ImageInput], torch.Tensor]:
+    """MindCV's ImageNet training pipeline: RandomResizedCrop, flips, colour or auto augment,
+    normalise, random erasing. As in MindCV and timm, ``auto_augment`` replaces ``color_jitter``.
+    """
+    mode = interpolation_mode(interpolation)
+    mean01, std01 = normalize_stats(mean, std)
+    steps: list[Callable[..., torch.Tensor]] = [
+        RandomResizedCropDecode(image_size, scale=tuple(scale), ratio=tuple(ratio), interpolation=mode)
+    ]
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(hflip))
+    if vflip > 0:
+        steps.append(v2.RandomVerticalFlip(vflip))
+    jitter = None
+    if auto_augment:
+        fill = [min(255, round(255 * v)) for v in mean01]
+        steps.append(parse_auto_augment(auto_augment, interpolation=mode, fill=fill))
+    elif color_jitter:
+        jitter = FloatColorJitter(*_jitter_args(color_jitter))
+    steps.append(ToNormalizedFloat(mean01, std01, jitter))
+    if re_prob > 0:
+        steps.append(v2.RandomErasing(re_prob, scale=tuple(re_scale), ratio=tuple(re_ratio), value=_erase_value(re_value)))
+    return v2.Compose(steps)
+
+
+def build_eval_transform(
+    *,
+    image_size: int,
+    crop_pct: float = DEFAULT_CROP_PCT,
+    interpolation: str = "bilinear",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Callable[[ImageInput], torch.Tensor]:
+    """MindCV's eval pipeline: resize the shorter side to ``floor(image_size / crop_pct)``, centre crop, normalise."""
+    mean01, std01 = normalize_stats(mean, std)
+    return v2.Compose(
+        [
+            ResizeCenterCropDecode(image_size, crop_pct=crop_pct, interpolation=interpolation_mode(interpolation)),
+            ToNormalizedFloat(mean01, std01),
+        ]
+    )
+
+
+def _jitter_args(color_jitter: float | Sequence[float]) -> tuple[float, ...]:
+    """A float means brightness = contrast = saturation (MindCV/timm); 3 or 4 values add hue last."""
+    if isinstance(color_jitter, int | float):
+        return (float(color_jitter),) * 3
+    values = tuple(float(v) for v in color_jitter)
+    if len(values) not in (3, 4):
+        raise ValueError(f"color_jitter needs 1, 3 or 4 values (brightness, contrast, saturation[, hue]), got {values}")
+    return values
+
+
+def _erase_value(value: EraseValue) -> float | list[float] | str:
+    if isinstance(value, str):
+        if value != "random":
+            raise ValueError(f"re_value must be a number, 3 numbers or 'random', got {value!r}")
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return [float(v) for v in value]
+
+
+def _size(image: ImageInput) -> tuple[int, int]:
+    if isinstance(image, EncodedImage):
+        return image.size()
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-1]), int(image.shape[-2])
+    return image.size
