@@ -1,0 +1,202 @@
+"""The FastAPI app: KServe v2 / Open Inference Protocol REST endpoints over a model runner.
+
+Request handling is arranged so the event loop only moves bytes: body decoding (JSON of a
+224x224 tensor is megabytes) and image decoding run in the thread pool, the forward pass
+runs on the batcher's thread, and the loop is free to accept and batch other requests
+meanwhile. Every client mistake is a :class:`RequestError` turned into
+``{"error": "..."}`` with its 4xx status; only faults of the server itself give a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .batcher import BatcherClosed, DynamicBatcher
+from .body import read_body
+from .errors import RequestError
+from .metrics import ServeMetrics
+from .protocol import IMAGE_INPUT, LOGITS_OUTPUT, PROBABILITIES_OUTPUT, TENSOR_INPUT, InferRequest, decode_request
+from .response import HEADER_LENGTH, encode_response
+from .runner import DEFAULT_MAX_IMAGE_PIXELS, ModelRunner, decode_images
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+SERVER_NAME = "res2net"
+EXTENSIONS = ["binary_tensor_data", "classification"]
+
+
+def create_app(
+    model_runner: ModelRunner,
+    *,
+    served_name: str,
+    max_batch_size: int = 16,
+    max_latency_ms: float = 5.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = 30.0,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> FastAPI:
+    """An app serving ``model_runner`` as model ``served_name``.
+
+    The batcher starts with the app's lifespan (after one warm-up forward pass, so
+    ``/ready`` means the model has actually run) and, on shutdown, finishes every queued
+    request before the process exits.
+    """
+    info = model_runner.info
+    metrics = ServeMetrics()
+    batcher = DynamicBatcher(
+        model_runner, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, metrics=metrics
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(model_runner, torch.zeros(1, *info.input_size))
+        batcher.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(batcher.close)
+
+    app = FastAPI(title=f"{SERVER_NAME} inference server", version=__version__, lifespan=lifespan)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+
+    def check_model(name: str) -> None:
+        if name != served_name:
+            raise RequestError(f"unknown model {name!r}; this server serves {served_name!r}", status=404)
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": batcher.running}, status_code=200 if batcher.running else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    @app.get("/v2/models/{name}")
+    async def model_metadata(name: str) -> dict[str, Any]:
+        check_model(name)
+        channels, height, width = info.input_size
+        return {
+            "name": served_name,
+            "versions": ["1"],
+            "platform": info.platform,
+            "inputs": [
+                {"name": TENSOR_INPUT, "datatype": "FP32", "shape": [-1, channels, height, width]},
+                {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+            ],
+            "outputs": [
+                {"name": LOGITS_OUTPUT, "datatype": "FP32", "shape": [-1, info.num_classes]},
+                {"name": PROBABILITIES_OUTPUT, "datatype": "FP32", "shape": [-1, info.num_classes]},
+            ],
+        }
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str) -> JSONResponse:
+        check_model(name)
+        return JSONResponse(
+            {"name": served_name, "ready": batcher.running}, status_code=200 if batcher.running else 503
+        )
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Response:
+        check_model(name)
+        body = await read_body(request, limit=max_body_bytes, timeout_s=body_timeout_s)
+        parsed = await run_in_threadpool(
+            decode_request, body, _header_length(request), input_shape=info.input_size
+        )
+        batch = await run_in_threadpool(_model_batch, model_runner, parsed, max_image_pixels)
+        try:
+            logits = await batcher.submit(batch)
+        except BatcherClosed:
+            return JSONResponse({"error": "the server is shutting down"}, status_code=503)
+        encoded = encode_response(logits, parsed, model_name=served_name, class_names=info.class_names)
+        return Response(encoded.body, media_type=encoded.media_type, headers=encoded.headers)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def _model_batch(runner: ModelRunner, request: InferRequest, max_image_pixels: int) -> torch.Tensor:
+    if request.pixels is not None:
+        return torch.from_numpy(request.pixels)
+    assert request.images is not None
+    return runner.preprocess(decode_images(request.images, max_pixels=max_image_pixels))
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(HEADER_LENGTH)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise RequestError(f"{HEADER_LENGTH} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """All errors in the v2 protocol's shape, ``{"error": "..."}``."""
+
+    async def request_error(_: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, RequestError)
+        return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    async def http_error(_: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, HTTPException)
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    async def internal_error(_: Request, err: Exception) -> JSONResponse:
+        log.error("internal error while serving a request", exc_info=err)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+class _MetricsMiddleware:
+    """Counts every response by route template (not raw path: unknown URLs would add series)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            self._metrics.requests.labels(route=label, status=str(status)).inc()
+            self._metrics.latency_seconds.labels(route=label).observe(time.perf_counter() - started)

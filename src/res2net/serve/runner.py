@@ -1,0 +1,114 @@
+"""What the server needs from a model: preprocessing, a batched forward pass, and metadata.
+
+The app and the batcher talk to a :class:`ModelRunner`, never to a model directly, so the
+same server code drives a PyTorch module (:class:`TorchRunner`) and an ONNX export
+(``res2net.serve.onnx_runner``), and tests can wrap a runner to observe or slow batches.
+Runners are called from threads: ``preprocess`` from the request thread pool, ``__call__``
+only from the batcher's single worker thread, which is what owns the model.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from .errors import RequestError
+
+#: Pixels (width x height) above which an uploaded image is refused before decoding; a
+#: small compressed file can otherwise expand to gigabytes (a "decompression bomb").
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+
+Preprocess = Callable[[list[Image.Image], Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """Metadata the server advertises and validates against."""
+
+    input_size: tuple[int, int, int]
+    num_classes: int
+    class_names: tuple[str, ...] | None
+    platform: str
+
+
+class ModelRunner(Protocol):
+    """A model behind the server; see the module docstring for the threading contract."""
+
+    @property
+    def info(self) -> RunnerInfo: ...
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Decoded RGB images -> float32 ``[N, *input_size]``."""
+        ...
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Float32 ``[N, *input_size]`` -> float32 logits ``[N, num_classes]``."""
+        ...
+
+
+class TorchRunner:
+    """A PyTorch classifier plus the preprocessing it was trained with.
+
+    ``preprocess_info`` is anything with ``input_size`` (``(C, H, W)``) and ``class_names``
+    (``None`` or a sequence), typically ``res2net.inference``'s ``PreprocessInfo``;
+    ``preprocess(images, preprocess_info)`` turns PIL images into the model's input batch.
+    """
+
+    def __init__(self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess, *, num_classes: int) -> None:
+        self._model = model.eval()
+        self._preprocess_info = preprocess_info
+        self._preprocess = preprocess
+        self._info = RunnerInfo(
+            input_size=_input_size(preprocess_info.input_size),
+            num_classes=num_classes,
+            class_names=_class_names(preprocess_info.class_names, num_classes),
+            platform="pytorch",
+        )
+
+    @property
+    def info(self) -> RunnerInfo:
+        return self._info
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self._preprocess(list(images), self._preprocess_info)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._model(batch).float()
+
+
+def decode_images(encoded: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Image.Image]:
+    """Encoded image files -> fully decoded RGB PIL images, or a 400 naming the bad element."""
+    images = []
+    for index, data in enumerate(encoded):
+        try:
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise RequestError(
+                    f"image[{index}] is {width}x{height} pixels; the limit is {max_pixels} pixels", status=413
+                )
+            images.append(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise RequestError(f"image[{index}] could not be decoded as an image: {err}") from None
+    return images
+
+
+def _input_size(size: Sequence[int]) -> tuple[int, int, int]:
+    dims = tuple(int(dim) for dim in size)
+    if len(dims) != 3:
+        raise ValueError(f"input_size must be (C, H, W), got {size!r}")
+    return dims[0], dims[1], dims[2]
+
+
+def _class_names(names: Sequence[str] | None, num_classes: int) -> tuple[str, ...] | None:
+    """Class names only when they describe this classifier; a mismatch would mislabel results."""
+    if names is None or len(names) != num_classes:
+        return None
+    return tuple(str(name) for name in names)
