@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from res2net.config import Config, amp_plan, build_parser, ignored_key_notes, load_config, schema_keys
+from res2net.config import Config, amp_plan, build_parser, ignored_key_notes, key_specs, load_config, schema_keys
 from res2net.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +94,9 @@ def test_every_mindcv_0_3_key_is_in_the_schema_with_mindcv_default() -> None:
         assert name in defaults, name
         assert defaults[name] == pytest.approx(value), name
     assert Config().model == "res2net50"
+    mindcv_side = {name for name, (spec, _) in key_specs().items() if not spec.ours}
+    legacy = {"filter_bias_and_bn", "dynamic_loss_scale"}  # MindCV < 0.3 spellings
+    assert mindcv_side == set(MINDCV_DEFAULTS) | {"config", "model"} | legacy
 
 
 @pytest.mark.parametrize("name", MINDCV_FILES)

@@ -128,6 +128,6 @@ def _metavar(spec: KeySpec, tp: Any) -> str:
 
 def _help(name: str, spec: KeySpec, tp: Any) -> str:
     default = Config.__dataclass_fields__[name].default
-    note = " [ignored on PyTorch]" if spec.ignored else ""
+    note = " [ignored on PyTorch]" if spec.ignored else " [res2net; not in MindCV]" if spec.ours else ""
     # argparse %-formats help strings.
     return f"{spec.help}; {describe(tp)}, default {default!r}{note}".replace("%", "%%")
