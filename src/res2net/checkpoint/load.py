@@ -43,7 +43,8 @@ def _fit_head(
     state: dict[str, torch.Tensor], model: nn.Module, target: Mapping[str, torch.Tensor], *,
     origin: str, model_name: str, strict_head: bool,
 ) -> dict[str, torch.Tensor]:
-    """Drop the checkpoint's classifier when the model's has another number of classes."""
+    """Replace the checkpoint's classifier by a freshly initialised one when the model's has
+    another number of classes."""
     theirs, ours = state.get(HEAD_WEIGHT), target.get(HEAD_WEIGHT)
     if theirs is None:
         return state
@@ -65,7 +66,9 @@ def _fit_head(
     reset = getattr(model, "reset_classifier", None)
     if callable(reset):
         reset(_classes(ours))
-    return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+    trunk = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+    fresh_head = {k: v for k, v in model.state_dict().items() if k.startswith(_HEAD_PREFIX)}
+    return trunk | fresh_head
 
 
 def load_state_into(
@@ -79,7 +82,7 @@ def load_state_into(
     state = _fit_head(
         to_our_names(source, target), model, target, origin=origin, model_name=model_name, strict_head=strict_head
     )
-    target = model.state_dict()  # the head may have been replaced
+    target = model.state_dict()  # the head may have been re-created
     for key, value in target.items():
         if key.endswith(_COUNTER) and key not in state:
             state[key] = value
