@@ -23,7 +23,7 @@ KEYS = schema_keys()
 SPECIAL = {"config", "mean", "std", "re_value", "device", "filter_bias_and_bn", "dynamic_loss_scale"}
 NONE_WORDS = {"none", "null", "~"}
 SUGGESTION = re.compile(r"\(did you mean '([^']*)'\?\)$")
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 safe_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12).filter(
     lambda s: not s.startswith("-")  # a flag-like word would be read as a flag on the command line

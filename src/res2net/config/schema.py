@@ -24,8 +24,7 @@ import yaml
 
 from res2net.errors import ConfigError
 
-from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION
-from .keys import KeySpec, key
+from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, KeySpec, key
 from .values import closest, coerce
 
 _AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
@@ -193,8 +192,8 @@ class Config:
     amp_level: str = key("O0", "O0 = fp32; O1/O2/O3/auto = torch.autocast", AMP, choices=_AMP_LEVELS)
     val_amp_level: str = key("O0", "amp_level used for validation", AMP, choices=_AMP_LEVELS)
     amp_dtype: str = key("auto", "autocast dtype: auto (bfloat16 on CPU, float16 on CUDA), float16, bfloat16",
-                         AMP, choices=("auto", "float16", "bfloat16"), aliases=(("fp16", "float16"), ("bf16", "bfloat16")),
-                         ours=True)
+                         AMP, choices=("auto", "float16", "bfloat16"),
+                         aliases=(("fp16", "float16"), ("bf16", "bfloat16")), ours=True)
     amp_cast_list: str | None = key(None, "MindSpore cell list cast to fp16", AMP,
                                     ignored="torch.autocast chooses the precision per operator")
     loss_scale_type: str = key("fixed", "fp16 loss scaling: fixed, dynamic or auto", AMP,
@@ -229,7 +228,8 @@ class Config:
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML that :func:`load_config` reads back to an equal Config."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        text: str = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return text
 
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(mean, std)`` on the 0-1 scale torchvision's Normalize expects.
@@ -280,7 +280,8 @@ def build(typed: Mapping[str, Any]) -> Config:
     if not _DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"config key 'device' expects auto, cpu, mps, cuda or cuda:N, got {cfg.device!r}")
     if isinstance(cfg.re_value, str) and cfg.re_value != "random":
-        raise ConfigError(f"config key 're_value' expects a number, 'random' or a list of numbers, got {cfg.re_value!r}")
+        raise ConfigError(
+            f"config key 're_value' expects a number, 'random' or a list of numbers, got {cfg.re_value!r}")
     return cfg
 
 
