@@ -75,9 +75,8 @@ def build_parser(purpose: Purpose) -> argparse.ArgumentParser:
     groups: dict[str, Any] = {}
     for name, (spec, tp) in key_specs().items():
         group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
-        flags = ["-c", "--config"] if name == "config" else [f"--{name}"]
-        group.add_argument(*flags, dest=name, metavar=_metavar(spec, tp), help=_help(name, spec, tp),
-                           **_arity(tp))
+        flags, metavar = (["-c", "--config"], "FILE") if name == "config" else ([f"--{name}"], _metavar(spec, tp))
+        group.add_argument(*flags, dest=name, metavar=metavar, help=_help(name, spec, tp), **_arity(tp))
     return parser
 
 
