@@ -46,7 +46,8 @@ class FloatColorJitter:
                 image.mul_(factor).add_((1.0 - factor) * mean).clamp_(0.0, 1.0)
             elif op == 2 and self.saturation != (1.0, 1.0):
                 factor = self._draw(self.saturation)
-                image.mul_(factor).add_(_grey(image).mul_(1.0 - factor)).clamp_(0.0, 1.0)
+                grey = _grey(image).mul_(1.0 - factor)
+                image.mul_(factor).add_(grey).clamp_(0.0, 1.0)
             elif op == 3 and self.hue > 0:
                 image.copy_(F.adjust_hue(image, float(torch.empty(()).uniform_(-self.hue, self.hue))))
         return image

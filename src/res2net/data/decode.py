@@ -14,6 +14,7 @@ exactly those images without also swallowing programming errors in the transform
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
+
+# torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency here) and
+# warns on every call; the decoder still works and is the fastest JPEG path we have, so silence
+# exactly that message instead of flooding every epoch's log with it.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning)
 
 _JPEG_MAGIC = b"\xff\xd8"
 _DRAFT_FACTORS = (8, 4, 2)
@@ -121,9 +127,24 @@ def decode_rgb(image: ImageInput, reduce: int = 1) -> tuple[torch.Tensor, float]
         return _as_rgb_tensor(image), 1.0
     if isinstance(image, Image.Image):
         return _pil_to_tensor(image), 1.0
-    if image.is_jpeg and reduce == 1:
+    if image.is_jpeg and reduce == 1 and _torchvision_jpeg_works():
         return _decode_jpeg_tv(image), 1.0
     return _decode_pil(image, reduce)
+
+
+@functools.cache
+def _torchvision_jpeg_works() -> bool:
+    """Whether torchvision's JPEG decoder is usable here (its codec library may be missing or removed).
+
+    Checked once per process on a tiny image: without it, every JPEG would look corrupt.
+    """
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, "JPEG")
+    try:
+        decoded = decode_jpeg(torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        return False
+    return tuple(decoded.shape) == (3, 8, 8)
 
 
 def _decode_jpeg_tv(image: EncodedImage) -> torch.Tensor:

@@ -73,7 +73,8 @@ class MixupCutmix:
             images, lam = self._cutmix(images, lam)
         else:
             images = images.mul(lam).add_(images.flip(0), alpha=1.0 - lam)
-        return images, soft.mul_(lam).add_(soft.flip(0), alpha=1.0 - lam)
+        partner = soft.flip(0)
+        return images, soft.mul_(lam).add_(partner, alpha=1.0 - lam)
 
     def _cutmix(self, images: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
         height, width = images.shape[-2:]
