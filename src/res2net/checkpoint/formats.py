@@ -105,9 +105,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _torch_load(path: Path) -> object:
-    # weights_only: a checkpoint from the internet must not be able to run code.
+    # weights_only: a checkpoint from the internet must not be able to run code. A file
+    # object, not the path: torch.load dispatches on some suffixes (".safetensors").
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: PyTorch file holds objects other than tensors and plain containers, "
