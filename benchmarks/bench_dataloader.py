@@ -1,0 +1,102 @@
+"""Decode + train-augment throughput per worker: res2net.data against timm, same files, same settings.
+
+Writes ~200 ImageNet-sized (500x375 and 375x500) photo-like JPEGs (smooth gradients, noise and
+filled shapes, seeded) to a temporary folder, then times, in one process with one thread (what
+one DataLoader worker gets), a full pass over the folder through
+
+* ours: ``ImageFolderDataset`` + ``build_train_transform`` (fast decode+crop, fused jitter/normalise)
+* timm: ``timm.data.ImageDataset`` + ``timm.data.create_transform(224, is_training=True, ...)``
+
+with the MindCV Res2Net recipe's augmentation (RandomResizedCrop 0.08-1, ratio 3/4-4/3, bilinear,
+hflip 0.5, colour jitter 0.4, random erasing 0.5). Rounds alternate between the two; medians and
+their ratio are printed.
+
+    python benchmarks/bench_dataloader.py [--images 200] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from res2net.data import ImageFolderDataset, build_train_transform
+
+RECIPE = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), interpolation="bilinear", hflip=0.5, color_jitter=0.4, re_prob=0.5)
+
+
+def write_photos(root: Path, count: int, seed: int = 0) -> None:
+    """``count`` JPEGs in 10 class folders; sizes and content like typical ImageNet photos."""
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        width, height = (500, 375) if k % 4 else (375, 500)
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        colours = rng.uniform(0, 255, (3, 3))
+        waves = rng.uniform(1, 6, 3)
+        planes = [c[0] * 0.5 + c[1] * x / width * 0.5 + (c[2] - 128) * np.sin(y / height * w) for c, w in zip(colours, waves)]
+        pixels = np.stack(planes, -1) + rng.normal(0, 10, (height, width, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(8):
+            cx, cy, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(10, 120))
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+            if rng.random() < 0.5:
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+            else:
+                draw.rectangle([cx - r, cy - r // 2, cx + r, cy + r // 2], fill=fill)
+        folder = root / "train" / f"class{k % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{k:04d}.jpg", quality=90)
+
+
+def images_per_second(dataset, seeded: bool) -> float:
+    """One pass; ``seeded`` fetches by (index, seed) as our training sampler does (per-sample RNG seeding)."""
+    start = time.perf_counter()
+    for i in range(len(dataset)):
+        image, _ = dataset[(i, i)] if seeded else dataset[i]
+        assert image.shape == (3, 224, 224)
+    return len(dataset) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    import timm
+    import timm.data
+
+    torch.set_num_threads(1)  # a DataLoader worker runs with one thread
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_photos(root, args.images)
+        ours = ImageFolderDataset(root, "train", transform=build_train_transform(image_size=224, **RECIPE))
+        timm_transform = timm.data.create_transform(224, is_training=True, **RECIPE)
+        theirs = timm.data.ImageDataset(str(root / "train"), transform=timm_transform)
+        assert len(ours) == len(theirs) == args.images
+        images_per_second(ours, True), images_per_second(theirs, False)  # warm-up: page cache, lazy imports
+        rates: dict[str, list[float]] = {"res2net.data": [], "timm": []}
+        for _ in range(args.rounds):
+            rates["res2net.data"].append(images_per_second(ours, True))
+            rates["timm"].append(images_per_second(theirs, False))
+
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, timm {timm.__version__}")
+    print(f"{args.images} JPEGs 500x375, train transform to 224, 1 thread, {args.rounds} interleaved rounds")
+    print(f"{'pipeline':<14}{'median img/s':>14}{'min':>10}{'max':>10}")
+    for name, values in rates.items():
+        print(f"{name:<14}{statistics.median(values):>14.1f}{min(values):>10.1f}{max(values):>10.1f}")
+    ratio = statistics.median(rates["res2net.data"]) / statistics.median(rates["timm"])
+    print(f"ratio (ours / timm, medians): {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
