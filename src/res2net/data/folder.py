@@ -4,7 +4,7 @@ Layout problems are found when the dataset is built (before any training starts)
 :class:`~res2net.errors.DataError` with one line saying what is wrong and where. Problems inside
 individual files are only discovered when a sample is decoded, possibly days into a run; those
 samples are skipped with a warning naming the file, counted in a counter that DataLoader worker
-processes share with the main process, and dropped from the batch by :func:`collate_skipping`.
+processes share with the main process (:class:`SkipCounter`), and dropped from the batch by :func:`collate_skipping`.
 
 Augmentation randomness is made a function of the sample, not of which worker loads it: the
 samplers in :mod:`res2net.data.sampler` yield ``(index, seed)`` pairs and the dataset seeds
@@ -14,7 +14,6 @@ same augmented images as an uninterrupted one, whatever the worker count.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from res2net.data.decode import EncodedImage, ImageDecodeError, decode_rgb
 from res2net.errors import DataError
@@ -40,26 +39,32 @@ class CorruptImageWarning(UserWarning):
 class SkipCounter:
     """A count of skipped samples shared by the main process and DataLoader worker processes.
 
-    Backed by a shared-memory integer, so increments made in workers (fork or spawn) are seen
-    by the training loop when it reports the epoch summary.
+    The count lives in a shared-memory tensor that torch hands to workers under both the fork
+    and spawn start methods (a ``multiprocessing.Value`` is tied to one start method). Each
+    process adds to its own slot (workers by worker id, the main process in slot 0), so no
+    increment can be lost without a lock.
     """
 
+    max_workers = 1023
+
     def __init__(self) -> None:
-        self._value = multiprocessing.get_context().Value("q", 0)
+        self._slots = torch.zeros(self.max_workers + 1, dtype=torch.int64).share_memory_()
 
     def increment(self) -> None:
-        with self._value.get_lock():
-            self._value.value += 1
+        worker = get_worker_info()
+        slot = 0 if worker is None else worker.id + 1
+        if slot > self.max_workers:
+            raise RuntimeError(f"SkipCounter supports at most {self.max_workers} DataLoader workers")
+        self._slots[slot] += 1
 
     @property
     def value(self) -> int:
-        return int(self._value.value)
+        return int(self._slots.sum())
 
     def reset(self) -> int:
-        """Set the count back to zero and return what it was (call once per epoch)."""
-        with self._value.get_lock():
-            previous = int(self._value.value)
-            self._value.value = 0
+        """Set the count back to zero and return what it was (call between epochs, while workers are idle)."""
+        previous = self.value
+        self._slots.zero_()
         return previous
 
 
