@@ -1,0 +1,525 @@
+"""The server, driven over real HTTP: uvicorn on 127.0.0.1, httpx and tritonclient as clients.
+
+One server (a 10-class res2net50 at 32x32) runs in a background thread for the whole
+module; every answer is compared with the PyTorch model run directly. Processes of its
+own (SIGTERM draining, the load test) are started by running this file as a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import tritonclient.http as triton
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+from torch import nn
+from torchvision.transforms import v2
+
+from res2net.models import build_model
+from res2net.serve.app import create_app
+from res2net.serve.runner import TorchRunner
+from res2net.serve.server import bind_socket, make_server, serve
+
+MODEL = "tiny"
+NUM_CLASSES = 10
+SIZE = 32
+LIMIT = 256 * 1024
+CLASS_NAMES = [f"class_{i}" for i in range(NUM_CLASSES)]
+
+
+def _preprocess_info(size: int) -> Any:
+    return SimpleNamespace(
+        input_size=(3, size, size), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
+        interpolation="bilinear", class_names=CLASS_NAMES,
+    )
+
+
+def _preprocess(images: list[Image.Image], info: Any) -> torch.Tensor:
+    """Test-local stand-in for ``res2net.inference.session.preprocess_images``."""
+    size = info.input_size[1]
+    transform = v2.Compose([
+        v2.PILToTensor(), v2.Resize(int(size / info.crop_pct)), v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std),
+    ])
+    return torch.stack([transform(image) for image in images])
+
+
+def _model(size: int) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model("res2net50", num_classes=NUM_CLASSES).eval()
+    return model
+
+
+class RecordingRunner(TorchRunner):
+    """Remembers the size of every batch the server runs (the batching hook)."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__(model, _preprocess_info(size), _preprocess, num_classes=NUM_CLASSES)
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(batch.shape[0])
+        return super().__call__(batch)
+
+
+class ServerThread:
+    """uvicorn in a daemon thread on an ephemeral port."""
+
+    def __init__(self, app: Any) -> None:
+        self._server = make_server(app, graceful_timeout_s=5)
+        self._sock = bind_socket("127.0.0.1", 0)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            assert time.monotonic() < deadline and self._thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return _model(SIZE)
+
+
+@pytest.fixture(scope="module")
+def runner(model: nn.Module) -> RecordingRunner:
+    return RecordingRunner(model, SIZE)
+
+
+@pytest.fixture(scope="module")
+def server(runner: RecordingRunner) -> Iterator[ServerThread]:
+    app = create_app(
+        runner, served_name=MODEL, max_batch_size=8, max_latency_ms=30, max_body_bytes=LIMIT,
+        body_timeout_s=1.0, max_image_pixels=1_000_000,
+    )
+    with ServerThread(app) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def _expected(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(batch)
+
+
+def _infer_json(pixels: torch.Tensor, **extra: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": "input", "shape": list(pixels.shape), "datatype": "FP32", "data": pixels.flatten().tolist()}], **extra}
+
+
+def _image_file(width: int, height: int, fmt: str, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _metric(server_url: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"{server_url}/metrics").text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def _assert_still_serving(client: httpx.Client, model: nn.Module) -> None:
+    pixels = torch.randn(1, 3, SIZE, SIZE)
+    response = client.post(f"/v2/models/{MODEL}/infer", json=_infer_json(pixels))
+    assert response.status_code == 200
+    logits = torch.tensor(response.json()["outputs"][0]["data"]).reshape(1, NUM_CLASSES)
+    torch.testing.assert_close(logits, _expected(model, pixels), rtol=1e-4, atol=1e-4)
+
+
+# --- health and metadata -----------------------------------------------------------------
+
+
+def test_health_and_metadata(client: httpx.Client) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
+    server_meta = client.get("/v2").json()
+    assert server_meta["name"] == "res2net" and "binary_tensor_data" in server_meta["extensions"]
+    meta = client.get(f"/v2/models/{MODEL}").json()
+    assert meta["name"] == MODEL and meta["platform"] == "pytorch"
+    assert {tensor["name"]: (tensor["datatype"], tensor["shape"]) for tensor in meta["inputs"]} == {
+        "input": ("FP32", [-1, 3, SIZE, SIZE]), "image": ("BYTES", [-1]),
+    }
+    assert {tensor["name"]: (tensor["datatype"], tensor["shape"]) for tensor in meta["outputs"]} == {
+        "logits": ("FP32", [-1, NUM_CLASSES]), "probabilities": ("FP32", [-1, NUM_CLASSES]),
+    }
+    for path in ("/v2/models/other", "/v2/models/other/ready"):
+        response = client.get(path)
+        assert response.status_code == 404 and "unknown model" in response.json()["error"]
+
+
+# --- inference ---------------------------------------------------------------------------
+
+
+def test_tensor_inference_matches_the_model(client: httpx.Client, model: nn.Module) -> None:
+    pixels = torch.randn(3, 3, SIZE, SIZE)
+    expected = _expected(model, pixels)
+    flat = client.post(f"/v2/models/{MODEL}/infer", json=_infer_json(pixels, id="req-7"))
+    assert flat.status_code == 200
+    body = flat.json()
+    assert body["model_name"] == MODEL and body["id"] == "req-7"
+    (logits,) = body["outputs"]
+    assert logits["name"] == "logits" and logits["datatype"] == "FP32" and logits["shape"] == [3, NUM_CLASSES]
+    torch.testing.assert_close(torch.tensor(logits["data"]).reshape(3, NUM_CLASSES), expected, rtol=1e-4, atol=1e-4)
+
+    nested = {"inputs": [{"name": "input", "shape": [3, 3, SIZE, SIZE], "datatype": "FP32", "data": pixels.tolist()}]}
+    response = client.post(f"/v2/models/{MODEL}/infer", json=nested)
+    assert response.json()["outputs"][0]["data"] == logits["data"]
+
+
+def test_probabilities_and_top_k(client: httpx.Client, model: nn.Module) -> None:
+    pixels = torch.randn(2, 3, SIZE, SIZE)
+    expected = _expected(model, pixels)
+    request = _infer_json(
+        pixels,
+        outputs=[{"name": "probabilities"}, {"name": "logits", "parameters": {"classification": 3}}],
+    )
+    probs, top = client.post(f"/v2/models/{MODEL}/infer", json=request).json()["outputs"]
+    torch.testing.assert_close(
+        torch.tensor(probs["data"]).reshape(2, NUM_CLASSES), expected.softmax(1), rtol=1e-4, atol=1e-5
+    )
+    assert top["datatype"] == "BYTES" and top["shape"] == [2, 3]
+    values, indices = expected.topk(3, dim=1)
+    for row, (row_values, row_indices) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
+        entries = [entry.split(":") for entry in top["data"][row * 3 : row * 3 + 3]]
+        assert [int(index) for _, index, _ in entries] == row_indices
+        assert [label for _, _, label in entries] == [CLASS_NAMES[i] for i in row_indices]
+        np.testing.assert_allclose([float(value) for value, _, _ in entries], row_values, atol=1e-4)
+
+
+def test_image_inference_matches_model_on_preprocessed_images(client: httpx.Client, model: nn.Module, runner: RecordingRunner) -> None:
+    files = [_image_file(48, 40, "PNG", seed=1), _image_file(37, 61, "JPEG", seed=2)]
+    decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in files]
+    expected = _expected(model, _preprocess(decoded, _preprocess_info(SIZE)))
+    request = {
+        "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [base64.b64encode(f).decode() for f in files]}],
+        "outputs": [{"name": "logits"}],
+    }
+    response = client.post(f"/v2/models/{MODEL}/infer", json=request)
+    assert response.status_code == 200, response.text
+    logits = torch.tensor(response.json()["outputs"][0]["data"]).reshape(2, NUM_CLASSES)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tritonclient_binary_and_json_modes(server: ServerThread, model: nn.Module, runner: RecordingRunner) -> None:
+    client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
+        assert client.get_model_metadata(MODEL)["inputs"][0]["name"] == "input"
+        pixels = np.random.default_rng(3).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+        expected = _expected(model, torch.from_numpy(pixels))
+        for binary in (True, False):
+            tensor = triton.InferInput("input", list(pixels.shape), "FP32")
+            tensor.set_data_from_numpy(pixels, binary_data=binary)
+            outputs = [
+                triton.InferRequestedOutput("logits", binary_data=binary),
+                triton.InferRequestedOutput("probabilities", binary_data=binary, class_count=2),
+            ]
+            result = client.infer(MODEL, [tensor], outputs=outputs, request_id="t1")
+            assert result.get_response()["id"] == "t1"
+            torch.testing.assert_close(torch.from_numpy(result.as_numpy("logits").copy()), expected, rtol=1e-4, atol=1e-4)
+            top = result.as_numpy("probabilities")
+            assert top.shape == (2, 2)
+            best = [entry.decode() if isinstance(entry, bytes) else entry for entry in top[:, 0]]
+            assert [int(entry.split(":")[1]) for entry in best] == expected.argmax(1).tolist()
+        files = [_image_file(40, 40, "PNG", seed=4)]
+        images = triton.InferInput("image", [1], "BYTES")
+        images.set_data_from_numpy(np.array(files, dtype=np.object_))
+        gz = client.infer(MODEL, [images], request_compression_algorithm="gzip")  # default: all outputs binary
+        decoded = [Image.open(io.BytesIO(files[0])).convert("RGB")]
+        torch.testing.assert_close(
+            torch.from_numpy(gz.as_numpy("logits").copy()),
+            _expected(model, _preprocess(decoded, _preprocess_info(SIZE))),
+            rtol=1e-4, atol=1e-4,
+        )
+        with pytest.raises(triton.InferenceServerException, match="unknown model"):
+            client.infer("other", [tensor])
+    finally:
+        client.close()
+
+
+def test_concurrent_requests_are_batched(server: ServerThread, model: nn.Module, runner: RecordingRunner) -> None:
+    pixels = [torch.randn(1, 3, SIZE, SIZE) for _ in range(8)]
+    batches_before = _metric(server.url, "res2net_batch_size_count")
+    images_before = _metric(server.url, "res2net_batch_size_sum")
+    recorded_before = len(runner.batch_sizes)
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            return await asyncio.gather(
+                *(http.post(f"/v2/models/{MODEL}/infer", json=_infer_json(p)) for p in pixels)
+            )
+
+    responses = asyncio.run(send_all())
+    for batch, response in zip(pixels, responses, strict=True):
+        assert response.status_code == 200
+        logits = torch.tensor(response.json()["outputs"][0]["data"]).reshape(1, NUM_CLASSES)
+        torch.testing.assert_close(logits, _expected(model, batch), rtol=1e-4, atol=1e-4)
+    sizes = runner.batch_sizes[recorded_before:]
+    assert sum(sizes) == 8 and max(sizes) > 1, f"no batching happened: {sizes}"
+    assert _metric(server.url, "res2net_batch_size_sum") - images_before == 8
+    assert _metric(server.url, "res2net_batch_size_count") - batches_before == len(sizes) < 8
+
+
+# --- bad requests ------------------------------------------------------------------------
+
+VALID_PIXELS = [0.0] * (3 * SIZE * SIZE)
+
+
+def _tensor_request(**changes: Any) -> dict[str, Any]:
+    tensor = {"name": "input", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "data": VALID_PIXELS, **changes}
+    return {"inputs": [tensor]}
+
+
+BINARY_HEADER = json.dumps(
+    {"inputs": [{"name": "input", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]}
+).encode()
+BAD_JSON_REQUESTS: dict[str, tuple[str, bytes, dict[str, str], int]] = {
+    "malformed JSON": (MODEL, b'{"inputs": [', {}, 400),
+    "unknown model": ("nope", json.dumps(_tensor_request()).encode(), {}, 404),
+    "missing inputs": (MODEL, b'{"inputs": []}', {}, 400),
+    "extra input": (MODEL, json.dumps({"inputs": [*_tensor_request()["inputs"], {"name": "extra", "shape": [1], "datatype": "FP32", "data": [1]}]}).encode(), {}, 400),
+    "wrong datatype": (MODEL, json.dumps(_tensor_request(datatype="FP16")).encode(), {}, 400),
+    "wrong shape": (MODEL, json.dumps(_tensor_request(shape=[1, 3, SIZE, SIZE + 1])).encode(), {}, 400),
+    "data length": (MODEL, json.dumps(_tensor_request(data=VALID_PIXELS[:-1])).encode(), {}, 400),
+    "binary size": (MODEL, BINARY_HEADER + bytes(8), {"Inference-Header-Content-Length": str(len(BINARY_HEADER))}, 400),
+    "bad header length": (MODEL, b"{}", {"Inference-Header-Content-Length": "x"}, 400),
+    "undecodable image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(b"not an image").decode()]}]}).encode(), {}, 400),
+    "truncated image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(_image_file(64, 64, "JPEG")[:300]).decode()]}]}).encode(), {}, 400),
+    "gzip bomb": (MODEL, gzip.compress(b" " * (4 * LIMIT)), {"Content-Encoding": "gzip"}, 413),
+    "bad gzip": (MODEL, b"not gzip", {"Content-Encoding": "gzip"}, 400),
+    "unknown encoding": (MODEL, b"{}", {"Content-Encoding": "br"}, 415),
+    "body too large": (MODEL, b" " * (LIMIT + 1), {}, 413),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSON_REQUESTS))
+def test_bad_requests_get_a_4xx_json_error(case: str, client: httpx.Client, server: ServerThread, model: nn.Module) -> None:
+    name, body, headers, status = BAD_JSON_REQUESTS[case]
+    errors_before = _metric(server.url, "res2net_requests_total", status=str(status))
+    response = client.post(f"/v2/models/{name}/infer", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["error"], str) and response.json()["error"]
+    assert _metric(server.url, "res2net_requests_total", status=str(status)) == errors_before + 1
+    _assert_still_serving(client, model)
+
+
+def test_image_over_the_pixel_limit_is_refused(client: httpx.Client, model: nn.Module) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1100, 1000)).save(buffer, format="PNG")  # compresses to a few kB
+    request = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(buffer.getvalue()).decode()]}]}
+    response = client.post(f"/v2/models/{MODEL}/infer", json=request)
+    assert response.status_code == 413 and "pixels" in response.json()["error"]
+    _assert_still_serving(client, model)
+
+
+def _raw_http(port: int, payload: bytes, *, read_timeout_s: float = 10) -> tuple[int, dict[str, Any]]:
+    """Send raw bytes and parse the one response (for requests httpx will not make)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout_s) as sock:
+        sock.sendall(payload)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed before a response: {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        while len(body) < int(headers["content-length"]):
+            chunk = sock.recv(65536)
+            assert chunk
+            body += chunk
+    return int(lines[0].split()[1]), json.loads(body)
+
+
+def test_declared_oversize_body_is_refused_before_it_is_sent(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+    head = (
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {10**12}\r\n\r\n"
+    ).encode()
+    status, body = _raw_http(server.port, head)  # not a byte of the body is ever sent
+    assert status == 413 and "exceeds the limit" in body["error"]
+    _assert_still_serving(client, model)
+
+
+def test_chunked_oversize_body_is_refused_while_streaming(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+    chunk = b" " * (LIMIT // 4)
+    head = f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    framed = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(5))
+    status, body = _raw_http(server.port, head + framed)  # no terminating chunk: the limit decides
+    assert status == 413 and "exceeds the limit" in body["error"]
+    _assert_still_serving(client, model)
+
+
+def test_slow_clients_time_out_without_blocking_others(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+    stalled_headers = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        stalled_headers.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\n".encode())
+        head = f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode()
+        started = time.monotonic()
+        status, body = _raw_http(server.port, head + b'{"inputs": ')  # then nothing more
+        assert status == 408 and "not received within" in body["error"]
+        assert time.monotonic() - started < 5
+        _assert_still_serving(client, model)
+    finally:
+        stalled_headers.close()
+
+
+def test_metrics_report_requests_latency_and_queue(client: httpx.Client, server: ServerThread) -> None:
+    client.post(f"/v2/models/{MODEL}/infer", json=_tensor_request())
+    text = client.get("/metrics").text
+    route = "/v2/models/{name}/infer"
+    assert _metric(server.url, "res2net_requests_total", route=route, status="200") >= 1
+    assert _metric(server.url, "res2net_request_latency_seconds_count", route=route) >= 1
+    assert "res2net_queue_depth 0.0" in text
+    assert _metric(server.url, "res2net_requests_total", status="500") == 0
+
+
+# --- separate server processes -----------------------------------------------------------
+
+
+def _serve_main(argv: list[str]) -> int:
+    """Entry point when this file runs as a script: ``--latency-ms MS --size PX``."""
+    latency_ms, size = float(argv[argv.index("--latency-ms") + 1]), int(argv[argv.index("--size") + 1])
+    runner = TorchRunner(_model(size), _preprocess_info(size), _preprocess, num_classes=NUM_CLASSES)
+    app = create_app(runner, served_name=MODEL, max_batch_size=16, max_latency_ms=latency_ms)
+    return 0 if serve(app, host="127.0.0.1", port=0, graceful_timeout_s=30) else 1
+
+
+class ServerProcess:
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        assert first.startswith("serving on "), first
+        self.url = first.split()[-1]
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.output)
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        self.output.extend(self.process.stdout)
+
+    def rss_bytes(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]
+        return int(kib) * 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def test_sigterm_drains_in_flight_requests() -> None:
+    server = ServerProcess("--latency-ms", "1500", "--size", "16")  # requests wait 1.5 s for company
+    try:
+        pixels = torch.randn(1, 3, 16, 16)
+        result: dict[str, httpx.Response] = {}
+        request = threading.Thread(
+            target=lambda: result.update(response=httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_infer_json(pixels), timeout=30))
+        )
+        request.start()
+        deadline = time.monotonic() + 10
+        while _metric(server.url, "res2net_queue_depth") < 1:  # the request is inside the batcher
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        server.process.send_signal(signal.SIGTERM)
+        request.join(30)
+        assert result["response"].status_code == 200
+        assert len(result["response"].json()["outputs"][0]["data"]) == NUM_CLASSES
+        assert server.process.wait(30) == 0, "".join(server.output)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/v2/health/live")
+    finally:
+        server.stop()
+
+
+def test_load_1000_requests_no_5xx_and_flat_memory() -> None:
+    server = ServerProcess("--latency-ms", "5", "--size", "16")
+    try:
+        request = json.dumps(_infer_json(torch.randn(1, 3, 16, 16))).encode()
+        headers = {"Content-Type": "application/json"}
+
+        async def load(total: int) -> dict[int, int]:
+            statuses: dict[int, int] = {}
+            pending = iter(range(total))
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
+                async def worker() -> None:
+                    for _ in pending:
+                        response = await http.post(f"/v2/models/{MODEL}/infer", content=request, headers=headers)
+                        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+                await asyncio.gather(*(worker() for _ in range(16)))
+            return statuses
+
+        assert asyncio.run(load(200)) == {200: 200}  # warm-up: allocator and thread pools settle
+        rss_before = server.rss_bytes()
+        started = time.monotonic()
+        statuses = asyncio.run(load(1000))
+        elapsed = time.monotonic() - started
+        rss_after = server.rss_bytes()
+        assert statuses == {200: 1000}
+        growth_mib = (rss_after - rss_before) / 2**20
+        print(f"1000 requests in {elapsed:.1f} s; server RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB")
+        assert growth_mib < 40, f"server RSS grew by {growth_mib:.0f} MiB over 1000 requests"
+        assert _metric(server.url, "res2net_batch_size_count") < 1200  # requests were batched
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_main(sys.argv[1:]))
