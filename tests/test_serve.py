@@ -73,8 +73,8 @@ class RecordingRunner(TorchRunner):
     """Remembers the size of every batch the server runs (the batching hook)."""
 
     def __init__(self, model: nn.Module, size: int) -> None:
-        super().__init__(model, _preprocess_info(size), _preprocess, num_classes=NUM_CLASSES)
         self.batch_sizes: list[int] = []
+        super().__init__(model, _preprocess_info(size), _preprocess)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.batch_sizes.append(batch.shape[0])
@@ -420,7 +420,7 @@ def test_metrics_report_requests_latency_and_queue(client: httpx.Client, server:
 def _serve_main(argv: list[str]) -> int:
     """Entry point when this file runs as a script: ``--latency-ms MS --size PX``."""
     latency_ms, size = float(argv[argv.index("--latency-ms") + 1]), int(argv[argv.index("--size") + 1])
-    runner = TorchRunner(_model(size), _preprocess_info(size), _preprocess, num_classes=NUM_CLASSES)
+    runner = TorchRunner(_model(size), _preprocess_info(size), _preprocess)
     app = create_app(runner, served_name=MODEL, max_batch_size=16, max_latency_ms=latency_ms)
     return 0 if serve(app, host="127.0.0.1", port=0, graceful_timeout_s=30) else 1
 

@@ -51,8 +51,7 @@ def create_app(
 ) -> FastAPI:
     """An app serving ``model_runner`` as model ``served_name``.
 
-    The batcher starts with the app's lifespan (after one warm-up forward pass, so
-    ``/ready`` means the model has actually run) and, on shutdown, finishes every queued
+    The batcher starts with the app's lifespan and, on shutdown, finishes every queued
     request before the process exits.
     """
     info = model_runner.info
@@ -63,7 +62,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(model_runner, torch.zeros(1, *info.input_size))
         batcher.start()
         try:
             yield

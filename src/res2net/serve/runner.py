@@ -60,12 +60,14 @@ class TorchRunner:
     ``preprocess(images, preprocess_info)`` turns PIL images into the model's input batch.
     """
 
-    def __init__(self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess, *, num_classes: int) -> None:
+    def __init__(self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess) -> None:
         self._model = model.eval()
         self._preprocess_info = preprocess_info
         self._preprocess = preprocess
+        input_size = _input_size(preprocess_info.input_size)
+        num_classes = probe_num_classes(self, input_size)
         self._info = RunnerInfo(
-            input_size=_input_size(preprocess_info.input_size),
+            input_size=input_size,
             num_classes=num_classes,
             class_names=_class_names(preprocess_info.class_names, num_classes),
             platform="pytorch",
@@ -81,6 +83,19 @@ class TorchRunner:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return self._model(batch).float()
+
+
+def probe_num_classes(run: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int, int]) -> int:
+    """Classes the model predicts, from one forward pass on a blank image.
+
+    Asking the model rather than a wrapper attribute works for every form it is served in
+    (plain, BN-folded, quantized, ONNX), and doubles as a warm-up that proves the model
+    runs before the server reports ready.
+    """
+    logits = run(torch.zeros(1, *input_size))
+    if logits.ndim != 2 or logits.shape[0] != 1:
+        raise ValueError(f"the model must return [N, num_classes] logits, got shape {list(logits.shape)}")
+    return int(logits.shape[1])
 
 
 def decode_images(encoded: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Image.Image]:
