@@ -1,8 +1,8 @@
 """The server, driven over real HTTP: uvicorn on 127.0.0.1, httpx and tritonclient as clients.
 
 One server (a 10-class res2net50 at 32x32) runs in a background thread for the whole
-module; every answer is compared with the PyTorch model run directly. Processes of its
-own (SIGTERM draining, the load test) are started by running this file as a script.
+module; every answer is compared with the PyTorch model run directly. Tests that need a
+server process of their own (the CLI, SIGTERM, the load test) are in test_serve_process.py.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ import base64
 import gzip
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -32,12 +27,15 @@ import tritonclient.http as triton
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from torch import nn
-from torchvision.transforms import v2
 
+from res2net.errors import CheckpointError
+from res2net.inference.export import export_onnx
+from res2net.inference.session import PreprocessInfo, preprocess_images
 from res2net.models import build_model
 from res2net.serve.app import create_app
+from res2net.serve.onnx_runner import load_onnx_runner
 from res2net.serve.runner import TorchRunner
-from res2net.serve.server import bind_socket, make_server, serve
+from res2net.serve.server import bind_socket, make_server
 
 MODEL = "tiny"
 NUM_CLASSES = 10
@@ -46,21 +44,11 @@ LIMIT = 256 * 1024
 CLASS_NAMES = [f"class_{i}" for i in range(NUM_CLASSES)]
 
 
-def _preprocess_info(size: int) -> Any:
-    return SimpleNamespace(
+def _preprocess_info(size: int) -> PreprocessInfo:
+    return PreprocessInfo(
         input_size=(3, size, size), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
         interpolation="bilinear", class_names=CLASS_NAMES,
     )
-
-
-def _preprocess(images: list[Image.Image], info: Any) -> torch.Tensor:
-    """Test-local stand-in for ``res2net.inference.session.preprocess_images``."""
-    size = info.input_size[1]
-    transform = v2.Compose([
-        v2.PILToTensor(), v2.Resize(int(size / info.crop_pct)), v2.CenterCrop(size),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std),
-    ])
-    return torch.stack([transform(image) for image in images])
 
 
 def _model(size: int) -> nn.Module:
@@ -74,7 +62,7 @@ class RecordingRunner(TorchRunner):
 
     def __init__(self, model: nn.Module, size: int) -> None:
         self.batch_sizes: list[int] = []
-        super().__init__(model, _preprocess_info(size), _preprocess)
+        super().__init__(model, _preprocess_info(size), preprocess_images)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.batch_sizes.append(batch.shape[0])
@@ -229,7 +217,7 @@ def test_probabilities_and_top_k(client: httpx.Client, model: nn.Module) -> None
 def test_image_inference_matches_model_on_preprocessed_images(client: httpx.Client, model: nn.Module, runner: RecordingRunner) -> None:
     files = [_image_file(48, 40, "PNG", seed=1), _image_file(37, 61, "JPEG", seed=2)]
     decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in files]
-    expected = _expected(model, _preprocess(decoded, _preprocess_info(SIZE)))
+    expected = _expected(model, preprocess_images(decoded, _preprocess_info(SIZE)))
     request = {
         "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [base64.b64encode(f).decode() for f in files]}],
         "outputs": [{"name": "logits"}],
@@ -268,7 +256,7 @@ def test_tritonclient_binary_and_json_modes(server: ServerThread, model: nn.Modu
         decoded = [Image.open(io.BytesIO(files[0])).convert("RGB")]
         torch.testing.assert_close(
             torch.from_numpy(gz.as_numpy("logits").copy()),
-            _expected(model, _preprocess(decoded, _preprocess_info(SIZE))),
+            _expected(model, preprocess_images(decoded, _preprocess_info(SIZE))),
             rtol=1e-4, atol=1e-4,
         )
         with pytest.raises(triton.InferenceServerException, match="unknown model"):
@@ -414,112 +402,36 @@ def test_metrics_report_requests_latency_and_queue(client: httpx.Client, server:
     assert _metric(server.url, "res2net_requests_total", status="500") == 0
 
 
-# --- separate server processes -----------------------------------------------------------
+# --- ONNX exports ------------------------------------------------------------------------
 
 
-def _serve_main(argv: list[str]) -> int:
-    """Entry point when this file runs as a script: ``--latency-ms MS --size PX``."""
-    latency_ms, size = float(argv[argv.index("--latency-ms") + 1]), int(argv[argv.index("--size") + 1])
-    runner = TorchRunner(_model(size), _preprocess_info(size), _preprocess)
-    app = create_app(runner, served_name=MODEL, max_batch_size=16, max_latency_ms=latency_ms)
-    return 0 if serve(app, host="127.0.0.1", port=0, graceful_timeout_s=30) else 1
+def test_onnx_export_is_served_with_its_sidecar(tmp_path: Path, model: nn.Module) -> None:
+    info = _preprocess_info(SIZE)
+    onnx_path = export_onnx(model, tmp_path / "tiny.onnx", input_size=info.input_size, preprocess=info)
+    runner = load_onnx_runner(onnx_path)
+    assert runner.info.platform == "onnxruntime_onnx" and runner.info.class_names == tuple(CLASS_NAMES)
+    with ServerThread(create_app(runner, served_name=MODEL)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get(f"/v2/models/{MODEL}").json()["platform"] == "onnxruntime_onnx"
+        files = [_image_file(50, 44, "JPEG", seed=5)]
+        request = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(files[0]).decode()]}]}
+        logits = http.post(f"/v2/models/{MODEL}/infer", json=request).json()["outputs"][0]["data"]
+    decoded = [Image.open(io.BytesIO(files[0])).convert("RGB")]
+    expected = _expected(model, preprocess_images(decoded, info))
+    torch.testing.assert_close(torch.tensor(logits).reshape(1, NUM_CLASSES), expected, rtol=1e-4, atol=1e-4)
 
 
-class ServerProcess:
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        assert self.process.stdout is not None
-        first = self.process.stdout.readline()
-        assert first.startswith("serving on "), first
-        self.url = first.split()[-1]
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.output)
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        self.output.extend(self.process.stdout)
-
-    def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kib = next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]
-        return int(kib) * 1024
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-def test_sigterm_drains_in_flight_requests() -> None:
-    server = ServerProcess("--latency-ms", "1500", "--size", "16")  # requests wait 1.5 s for company
-    try:
-        pixels = torch.randn(1, 3, 16, 16)
-        result: dict[str, httpx.Response] = {}
-        request = threading.Thread(
-            target=lambda: result.update(response=httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_infer_json(pixels), timeout=30))
-        )
-        request.start()
-        deadline = time.monotonic() + 10
-        while _metric(server.url, "res2net_queue_depth") < 1:  # the request is inside the batcher
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        server.process.send_signal(signal.SIGTERM)
-        request.join(30)
-        assert result["response"].status_code == 200
-        assert len(result["response"].json()["outputs"][0]["data"]) == NUM_CLASSES
-        assert server.process.wait(30) == 0, "".join(server.output)
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{server.url}/v2/health/live")
-    finally:
-        server.stop()
-
-
-def test_load_1000_requests_no_5xx_and_flat_memory() -> None:
-    server = ServerProcess("--latency-ms", "5", "--size", "16")
-    try:
-        request = json.dumps(_infer_json(torch.randn(1, 3, 16, 16))).encode()
-        headers = {"Content-Type": "application/json"}
-
-        async def load(total: int) -> dict[int, int]:
-            statuses: dict[int, int] = {}
-            pending = iter(range(total))
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-
-                async def worker() -> None:
-                    for _ in pending:
-                        response = await http.post(f"/v2/models/{MODEL}/infer", content=request, headers=headers)
-                        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-                await asyncio.gather(*(worker() for _ in range(16)))
-            return statuses
-
-        assert asyncio.run(load(200)) == {200: 200}  # warm-up: allocator and thread pools settle
-        rss_before = server.rss_bytes()
-        started = time.monotonic()
-        statuses = asyncio.run(load(1000))
-        elapsed = time.monotonic() - started
-        rss_after = server.rss_bytes()
-        assert statuses == {200: 1000}
-        growth_mib = (rss_after - rss_before) / 2**20
-        print(f"1000 requests in {elapsed:.1f} s; server RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB")
-        assert growth_mib < 40, f"server RSS grew by {growth_mib:.0f} MiB over 1000 requests"
-        assert _metric(server.url, "res2net_batch_size_count") < 1200  # requests were batched
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(_serve_main(sys.argv[1:]))
+def test_onnx_files_that_cannot_be_served(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_onnx_runner(tmp_path / "missing.onnx")
+    graph = tmp_path / "garbage.onnx"
+    graph.write_bytes(b"not a graph")
+    with pytest.raises(CheckpointError, match="needs the JSON"):
+        load_onnx_runner(graph)
+    sidecar = tmp_path / "garbage.onnx.json"
+    sidecar.write_text(json.dumps({"input_size": [3, 8], "mean": [0, 0, 0], "std": [1, 1, 1]}))
+    with pytest.raises(CheckpointError, match="malformed"):
+        load_onnx_runner(graph)
+    sidecar.write_text(json.dumps(_preprocess_info(SIZE).to_dict()))
+    with pytest.raises(CheckpointError, match="cannot be served with onnxruntime") as err:
+        load_onnx_runner(graph)
+    assert "\n" not in str(err.value)

@@ -1,24 +1,39 @@
 """KServe v2 / Open Inference Protocol HTTP server with dynamic batching.
 
 ``create_app(runner, served_name=...)`` builds the FastAPI app around a :class:`ModelRunner`
-(:class:`TorchRunner` for a PyTorch module, ``OnnxRunner`` for an ONNX export);
-``res2net serve`` (``add_serve_parser`` / ``run_serve``) builds a runner from a model name,
-checkpoint or ``.onnx`` file and serves it with uvicorn.
+(:class:`TorchRunner` for a model module, ``load_onnx_runner`` for an ONNX export);
+``res2net serve`` (``add_serve_parser`` / ``run_serve`` in :mod:`res2net.serve.cli`) builds
+a runner from a model name, checkpoint or ``.onnx`` file and serves it with uvicorn.
+
+Names are imported on first use (PEP 562) so that importing ``res2net.serve.cli`` for the
+console script does not require the optional FastAPI / uvicorn / prometheus dependencies.
 """
 
-from .app import create_app
-from .batcher import DynamicBatcher
-from .errors import RequestError
-from .protocol import InferRequest, decode_request
-from .runner import ModelRunner, RunnerInfo, TorchRunner
+from __future__ import annotations
 
-__all__ = [
-    "DynamicBatcher",
-    "InferRequest",
-    "ModelRunner",
-    "RequestError",
-    "RunnerInfo",
-    "TorchRunner",
-    "create_app",
-    "decode_request",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "create_app": "app",
+    "DynamicBatcher": "batcher",
+    "RequestError": "errors",
+    "InferRequest": "protocol",
+    "decode_request": "protocol",
+    "ModelRunner": "runner",
+    "RunnerInfo": "runner",
+    "TorchRunner": "runner",
+    "load_onnx_runner": "onnx_runner",
+    "serve": "server",
+    "add_serve_parser": "cli",
+    "run_serve": "cli",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -53,14 +53,19 @@ class ModelRunner(Protocol):
 
 
 class TorchRunner:
-    """A PyTorch classifier plus the preprocessing it was trained with.
+    """A classifier module (float32 in, logits out) plus the preprocessing it was trained with.
+
+    The module may be eager PyTorch or one of ``res2net.inference``'s optimised wrappers
+    (onnxruntime, bf16 oneDNN); ``platform`` is what the model metadata reports.
 
     ``preprocess_info`` is anything with ``input_size`` (``(C, H, W)``) and ``class_names``
     (``None`` or a sequence), typically ``res2net.inference``'s ``PreprocessInfo``;
     ``preprocess(images, preprocess_info)`` turns PIL images into the model's input batch.
     """
 
-    def __init__(self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess) -> None:
+    def __init__(
+        self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess, *, platform: str = "pytorch"
+    ) -> None:
         self._model = model.eval()
         self._preprocess_info = preprocess_info
         self._preprocess = preprocess
@@ -70,7 +75,7 @@ class TorchRunner:
             input_size=input_size,
             num_classes=num_classes,
             class_names=_class_names(preprocess_info.class_names, num_classes),
-            platform="pytorch",
+            platform=platform,
         )
 
     @property

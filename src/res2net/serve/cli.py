@@ -1,0 +1,138 @@
+"""``res2net serve``: build a model runner from the command line and serve it over HTTP.
+
+This module imports nothing beyond the standard library at import time, so the ``res2net``
+console script keeps working when the ``serve`` extra (FastAPI, uvicorn, prometheus-client,
+onnxruntime) is not installed; ``run_serve`` says what to install instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..inference.session import PreprocessInfo
+    from .runner import ModelRunner
+
+PRECISIONS = ("fp32", "bf16", "int8")
+#: int8 scales come from activation ranges; a few dozen typical images are enough.
+MAX_CALIBRATION_IMAGES = 64
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``serve`` on the ``res2net`` command's subparsers and return its parser."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP (KServe v2 / Open Inference Protocol)",
+        description="Serve a model with the KServe v2 REST API, dynamic batching and Prometheus /metrics.",
+    )
+    parser.add_argument("--model", help="model name (see `res2net models`); required unless --onnx is given")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="checkpoint in any supported format")
+    source.add_argument("--pretrained", action="store_true", help="the model's published weights")
+    source.add_argument("--onnx", type=Path, help="an ONNX file from `res2net export`, with its JSON sidecar")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="PyTorch inference precision")
+    parser.add_argument(
+        "--calibration-dir", type=Path, help=f"int8 only: folder of up to {MAX_CALIBRATION_IMAGES} typical images"
+    )
+    parser.add_argument("--num-classes", type=int, help="classifier size, when the checkpoint's differs from 1000")
+    parser.add_argument("--served-name", help="model name in URLs (default: --model, or the ONNX file's stem)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="images per batched forward pass")
+    parser.add_argument("--max-latency-ms", type=float, default=5.0, help="longest wait for a batch to fill")
+    parser.add_argument(
+        "--max-body-mb", type=float, default=64.0, help="largest request body accepted, in MiB (default 64)"
+    )
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain. User mistakes raise :class:`UserError`."""
+    _check_args(args)
+    try:
+        from .app import create_app
+        from .server import serve
+    except ImportError as err:
+        raise UserError(f"serving needs the 'serve' extra (pip install 'res2net[serve]'): {err}") from None
+    runner = _build_runner(args)
+    served_name = args.served_name or (args.onnx.stem if args.onnx is not None else args.model)
+    app = create_app(
+        runner,
+        served_name=served_name,
+        max_batch_size=args.max_batch_size,
+        max_latency_ms=args.max_latency_ms,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+    )
+    try:
+        started = serve(app, host=args.host, port=args.port)
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
+    return 0 if started else 1
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.onnx is None and not args.model:
+        raise UserError("serve needs --model NAME (or --onnx FILE)")
+    if args.onnx is not None and args.precision != "fp32":
+        raise UserError("--precision applies to PyTorch models; an ONNX export runs as exported")
+    if args.precision == "int8" and args.calibration_dir is None:
+        raise UserError("--precision int8 needs --calibration-dir DIR: a few dozen images like those to be served")
+    if args.max_batch_size < 1:
+        raise UserError(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
+    if args.max_latency_ms < 0:
+        raise UserError(f"--max-latency-ms must be >= 0, got {args.max_latency_ms:g}")
+    if args.max_body_mb <= 0:
+        raise UserError(f"--max-body-mb must be positive, got {args.max_body_mb:g}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
+
+
+def _build_runner(args: argparse.Namespace) -> ModelRunner:
+    if args.onnx is not None:
+        from .onnx_runner import load_onnx_runner
+
+        return load_onnx_runner(args.onnx)
+    from ..inference.session import load_inference_model, preprocess_for, preprocess_images
+    from .runner import TorchRunner
+
+    calibration = None
+    if args.calibration_dir is not None:
+        info = preprocess_for(args.model, args.checkpoint, args.pretrained, num_classes=args.num_classes)
+        calibration = _calibration_images(args.calibration_dir, info)
+    model, info = load_inference_model(
+        args.model,
+        checkpoint_path=args.checkpoint,
+        pretrained=args.pretrained,
+        precision=args.precision,
+        num_classes=args.num_classes,
+        calibration_images=calibration,
+    )
+    return TorchRunner(model, info, preprocess_images)
+
+
+def _calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
+    """The first images of ``directory`` (sorted by name), preprocessed as served images are."""
+    from PIL import Image
+
+    from ..data.folder import IMG_EXTENSIONS
+    from ..inference.session import preprocess_images
+
+    if not directory.is_dir():
+        raise UserError(f"--calibration-dir {directory} is not a folder")
+    files = sorted(path for path in directory.iterdir() if path.suffix.lower() in IMG_EXTENSIONS)
+    if not files:
+        raise UserError(f"--calibration-dir {directory} holds no images ({', '.join(IMG_EXTENSIONS)})")
+    images = []
+    for path in files[:MAX_CALIBRATION_IMAGES]:
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as err:
+            raise UserError(f"calibration image {path} cannot be read: {err}") from None
+    return preprocess_images(images, info)
