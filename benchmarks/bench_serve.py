@@ -1,0 +1,165 @@
+"""Serving throughput: 8 concurrent clients vs one at a time, with the dynamic batcher on.
+
+Starts the server in a child process (so the load generator's Python does not compete
+with it for the GIL), sends already-preprocessed FP32 tensors with the binary tensor
+extension (what ``tritonclient.http`` sends, and the cheapest encoding for the client),
+and reports images/s and per-request p50/p99 latency for each scenario, plus the
+speed-up. Not a test: run it by hand, e.g.
+
+    python benchmarks/bench_serve.py --model res2net50 --requests 64
+
+The issue's target is a speed-up >= 1.5x with 8 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import torch
+
+SERVED = "bench"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Child process: ``res2net serve`` itself (randomly initialised weights: speed does not
+    depend on their values), through the same parser and entry point as the console script."""
+    from res2net.serve.cli import add_serve_parser, run_serve
+
+    parser = argparse.ArgumentParser(prog="res2net")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    return run_serve(parser.parse_args([
+        "serve", "--model", args.model, "--served-name", SERVED, "--precision", args.precision,
+        "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms), "--port", "0",
+    ]))
+
+
+@dataclass(frozen=True)
+class Result:
+    clients: int
+    images: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def _request(size: int, seed: int) -> tuple[bytes, dict[str, str]]:
+    pixels = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32).tobytes()
+    header = json.dumps({
+        "inputs": [{"name": "input", "shape": [1, 3, size, size], "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(pixels)}}],
+        "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+    }).encode()
+    return header + pixels, {"Inference-Header-Content-Length": str(len(header)),
+                             "Content-Type": "application/octet-stream"}
+
+
+async def _drive(url: str, clients: int, requests: int, size: int) -> Result:
+    body, headers = _request(size, seed=clients)
+    latencies: list[float] = []
+    remaining = iter(range(requests))
+    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+
+        async def client() -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                response = await http.post(f"/v2/models/{SERVED}/infer", content=body, headers=headers)
+                latencies.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return Result(clients, requests, seconds, latencies)
+
+
+def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, __file__, "--serve", "--model", args.model, "--precision", args.precision,
+               "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("serving on "):
+        process.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    url = line.split()[-1]
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("server never became ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="res2net50")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--requests", type=int, default=64, help="requests per scenario (one image each)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-latency-ms", type=float, default=5.0)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return _serve(args)
+
+    process, url = _start_server(args)
+    try:
+        size = httpx.get(f"{url}/v2/models/{SERVED}").json()["inputs"][0]["shape"][2]
+        asyncio.run(_drive(url, args.concurrency, 2 * args.concurrency, size))  # warm-up
+        sequential = asyncio.run(_drive(url, 1, args.requests, size))
+        concurrent = asyncio.run(_drive(url, args.concurrency, args.requests, size))
+        batches = httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(60)
+    mean_batch = _mean_batch(batches)
+    print(f"{args.model} ({args.precision}) at {size}x{size}, {args.requests} requests of 1 image per scenario, "
+          f"max_batch_size={args.max_batch_size}, max_latency_ms={args.max_latency_ms:g}, "
+          f"torch threads={torch.get_num_threads()}")
+    print(f"{'clients':>8} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for result in (sequential, concurrent):
+        print(f"{result.clients:>8} {result.images_per_s:>9.2f} {result.percentile(50):>8.1f} {result.percentile(99):>8.1f}")
+    speedup = concurrent.images_per_s / sequential.images_per_s
+    print(f"speed-up with {args.concurrency} clients: {speedup:.2f}x (mean batch over the run: {mean_batch:.2f})")
+    print(json.dumps({
+        "model": args.model, "precision": args.precision, "size": size, "requests": args.requests,
+        "sequential": {"images_per_s": sequential.images_per_s, "p50_ms": sequential.percentile(50),
+                       "p99_ms": sequential.percentile(99)},
+        "concurrent": {"clients": args.concurrency, "images_per_s": concurrent.images_per_s,
+                       "p50_ms": concurrent.percentile(50), "p99_ms": concurrent.percentile(99)},
+        "speedup": speedup,
+    }))
+    return 0
+
+
+def _mean_batch(metrics_text: str) -> float:
+    values = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(("res2net_batch_size_sum", "res2net_batch_size_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values["res2net_batch_size_sum"] / max(values["res2net_batch_size_count"], 1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
