@@ -15,7 +15,11 @@ from res2net.models.res2net import Res2Net
 
 @torch.no_grad()
 def randomise_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter and BatchNorm statistic random values; return ``model`` in eval mode."""
+    """Random BatchNorm statistics and affine parameters, random biases; ``model`` in eval mode.
+
+    Convolution and linear weights keep their (random) initialisation: redrawing them
+    would only cost time.
+    """
     gen = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -24,11 +28,8 @@ def randomise_(model: nn.Module, seed: int = 0) -> nn.Module:
             module.bias.copy_(torch.rand(n, generator=gen) - 0.5)
             module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
             module.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
-        elif isinstance(module, (nn.Conv2d, nn.Linear)):
-            fan_in = module.weight[0].numel()
-            module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            if module.bias is not None:
-                module.bias.copy_(torch.rand(module.bias.shape, generator=gen) - 0.5)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+            module.bias.copy_(torch.rand(module.bias.shape, generator=gen) - 0.5)
     return model.eval()
 
 
