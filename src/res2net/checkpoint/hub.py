@@ -68,7 +68,9 @@ def download_cached(url: str, file_name: str, sha256_prefix: str) -> Path:
         try:
             sha = _download(url, partial)
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
-            raise _unreachable(url, getattr(exc, "reason", exc)) from exc
+            # HTTPError's str() has the status code; URLError's reason has the socket error.
+            reason = exc if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", exc)
+            raise _unreachable(url, reason) from exc
         if sha256_prefix and not sha.startswith(sha256_prefix.lower()):
             raise CheckpointError(
                 f"{url}: downloaded file has sha256 {sha[:16]}..., expected a prefix of {sha256_prefix}; "
