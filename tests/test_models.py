@@ -8,6 +8,7 @@ import torch
 import res2net
 from res2net.errors import UserError
 from res2net.models import build_model, get_model_spec
+from res2net.models.features import FeatureExtractor
 
 ALL_MODELS = res2net.list_models()
 
@@ -48,6 +49,12 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def meta_model(name: str) -> torch.nn.Module:
+    """Built on the meta device: shapes only, no memory or initialisation cost."""
+    with torch.device("meta"):
+        return build_model(name)
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
     """Each network built once, with a small head, shared by the shape tests."""
@@ -71,13 +78,13 @@ def test_unknown_name_suggests_close_ones() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_exact_parameter_count(name: str) -> None:
-    assert count_parameters(build_model(name)) == EXPECTED_PARAMS[name]
+    assert count_parameters(meta_model(name)) == EXPECTED_PARAMS[name]
 
 
 def test_152_parameter_counts_are_consistent() -> None:
-    plain, v1b = count_parameters(build_model("res2net152")), count_parameters(build_model("res2net152_v1b"))
+    plain, v1b = count_parameters(meta_model("res2net152")), count_parameters(meta_model("res2net152_v1b"))
     assert v1b - plain == DEEP_STEM_EXTRA
-    assert count_parameters(build_model("res2net152_v1b_26w_4s")) == v1b
+    assert count_parameters(meta_model("res2net152_v1b_26w_4s")) == v1b
     assert plain > EXPECTED_PARAMS["res2net101"]
 
 
@@ -128,8 +135,8 @@ def test_features_only_output_stride(name: str, output_stride: int) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_features_only_default_indices(name: str) -> None:
-    backbone = res2net.create_model(name, features_only=True)
+def test_features_only_default_indices(name: str, models: dict[str, torch.nn.Module]) -> None:
+    backbone = FeatureExtractor(models[name], (1, 2, 3, 4))
     assert [info.reduction for info in backbone.feature_info] == [4, 8, 16, 32]
     assert not any(key.startswith("fc.") for key in backbone.state_dict())
     with torch.no_grad():
@@ -137,10 +144,18 @@ def test_features_only_default_indices(name: str) -> None:
     assert [m.shape[1] for m in maps] == [info.channels for info in backbone.feature_info]
 
 
+def test_features_only_through_create_model_drops_the_head() -> None:
+    backbone = res2net.create_model("res2next_dla60", features_only=True)
+    assert isinstance(backbone, FeatureExtractor)
+    assert [info.reduction for info in backbone.feature_info] == [4, 8, 16, 32]
+    assert not any(key.startswith("fc.") for key in backbone.state_dict())
+
+
 def test_dilated_backbone_keeps_weights_and_differs_only_in_geometry() -> None:
     """Dilation changes strides, never parameter shapes, so pretrained weights load."""
-    dense = build_model("res2net50_v1b", output_stride=8)
-    plain = build_model("res2net50_v1b")
+    with torch.device("meta"):
+        dense = build_model("res2net50_v1b", output_stride=8)
+        plain = build_model("res2net50_v1b")
     assert {k: v.shape for k, v in dense.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
 
 

@@ -208,6 +208,10 @@ class Config:
     # --- validation ---------------------------------------------------------------------
     per_class_csv: str = key("", "validate: also write per-class accuracy to this CSV file", VALIDATION,
                              ours=True)
+    precision: str = key("eager", "validate: eager model (with val_amp_level), or the optimised inference path in fp32, bf16 or int8 "
+                         "(see res2net.optimize_for_inference)",
+                         VALIDATION, choices=("eager", "fp32", "bf16", "int8"), ours=True)
+    use_ema: bool = key(False, "validate: evaluate the EMA weights of a training checkpoint", VALIDATION, ours=True)
 
     # Keys the user set explicitly (file or command line); not a recipe key.
     provided: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)

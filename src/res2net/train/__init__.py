@@ -1,0 +1,5 @@
+"""Training: the run loop, optimizers, schedules, checkpoints and distributed set-up."""
+
+from .engine import TrainResult, Trainer, train
+
+__all__ = ["TrainResult", "Trainer", "train"]

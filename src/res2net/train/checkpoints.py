@@ -1,0 +1,152 @@
+"""Training checkpoints: atomic writes, MindCV's keep policies, and ``--resume auto``.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk and
+renamed over its final name, so a crash during a save leaves the previous file intact;
+``last.pth`` is replaced that way after every save and is what ``--resume auto`` reads
+first. The per-epoch files are kept by ``ckpt_save_policy`` (``latest_k`` or ``top_k``
+by validation top-1, ``keep_checkpoint_max`` of them); if ``last.pth`` cannot be read,
+resuming falls back to the newest per-epoch file that can, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+CHECKPOINT_FORMAT = "res2net-train"
+CHECKPOINT_VERSION = 1
+LAST_NAME = "last.pth"
+_EPOCH_FILE = re.compile(r"^(?P<model>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.pth$")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` that never leaves a partial file under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one of our training checkpoints, or raise CheckpointError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a res2net training checkpoint (cannot resume from it)")
+    return state
+
+
+class CheckpointManager:
+    """Writes the run's checkpoints and applies the keep policy.
+
+    Args:
+        directory: the run folder (``ckpt_save_dir``).
+        model_name: prefix of the per-epoch files, as MindCV names them
+            (``res2net50-12_1251.pth``: epoch 12, 1251 steps per epoch).
+        policy: ``latest_k``, ``top_k`` or None (keep all).
+        keep_max: how many per-epoch files the policy keeps.
+    """
+
+    def __init__(self, directory: Path, model_name: str, policy: str | None, keep_max: int) -> None:
+        self.directory = directory
+        self.model_name = model_name
+        self.policy = policy
+        self.keep_max = keep_max
+        self._index_path = directory / "checkpoints.json"
+        self._scores: dict[str, float] = self._read_index()
+
+    def save(self, state: dict[str, Any], *, epoch: int, steps_per_epoch: int, top1: float | None) -> Path:
+        """Write the epoch file and ``last.pth``, then delete what the policy drops."""
+        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+        path = self.directory / f"{self.model_name}-{epoch}_{steps_per_epoch}.pth"
+        atomic_torch_save(state, path)
+        atomic_torch_save(state, self.directory / LAST_NAME)
+        self._scores[path.name] = float("-inf") if top1 is None else top1
+        self._apply_policy()
+        self._write_index()
+        return path
+
+    def epoch_files(self) -> list[Path]:
+        """Per-epoch checkpoints present on disk, oldest first."""
+        found = []
+        for path in self.directory.glob(f"{glob_escape(self.model_name)}-*_*.pth"):
+            match = _EPOCH_FILE.match(path.name)
+            if match and match["model"] == self.model_name:
+                found.append((int(match["epoch"]), path))
+        return [path for _, path in sorted(found)]
+
+    def _apply_policy(self) -> None:
+        files = self.epoch_files()
+        if self.policy is None or len(files) <= self.keep_max:
+            return
+        if self.policy == "latest_k":
+            doomed = files[: len(files) - self.keep_max]
+        else:
+            # Best top-1 first; among equal scores the newer file wins.
+            ranked = sorted(
+                enumerate(files), key=lambda item: (self._scores.get(item[1].name, float("-inf")), item[0]), reverse=True
+            )
+            doomed = [path for _, path in ranked[self.keep_max :]]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+            self._scores.pop(path.name, None)
+
+    def _read_index(self) -> dict[str, float]:
+        try:
+            saved = json.loads(self._index_path.read_text())
+            return {k: float("-inf") if v is None else float(v) for k, v in saved.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
+
+    def _write_index(self) -> None:
+        tmp = self._index_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({k: (v if v != float("-inf") else None) for k, v in self._scores.items()}))
+        os.replace(tmp, self._index_path)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def find_resume_checkpoint(directory: Path, model_name: str) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint of a run folder (``--resume auto``), or None.
+
+    ``last.pth`` first, then per-epoch files newest first; an unreadable one is reported
+    with a warning and skipped, so a file damaged by a crash or a full disk costs one
+    epoch, not the run.
+    """
+    manager = CheckpointManager(directory, model_name, policy=None, keep_max=1)
+    candidates = [directory / LAST_NAME, *reversed(manager.epoch_files())]
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            return path, read_training_checkpoint(path)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
+    return None

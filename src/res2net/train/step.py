@@ -1,0 +1,100 @@
+"""One optimisation step's numerics: autocast, loss, scaling, clipping, non-finite checks.
+
+Separated from the epoch loop so the numerics (what happens to one batch) can be
+tested and reasoned about without data loading, logging or checkpoints around them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..evaluate import autocast_context
+
+# A few bad batches happen (a corrupt image, an fp16 overflow); this many in a row means
+# the run has diverged and further steps would only write garbage.
+MAX_CONSECUTIVE_NONFINITE = 5
+
+
+class DivergedError(UserError):
+    """The loss stayed NaN/Inf; raised before any checkpoint could be overwritten."""
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, *, kind: str, label_smoothing: float) -> torch.Tensor:
+    """CE or BCE on hard class indices or soft (mixup/cutmix) target distributions.
+
+    Soft targets arrive already smoothed by the mixer, so smoothing applies to hard ones only.
+    """
+    logits = logits.float()
+    if targets.ndim == 2:
+        label_smoothing = 0.0
+    if kind == "CE":
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    if targets.ndim == 1:
+        targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    if label_smoothing > 0:
+        targets = targets * (1 - label_smoothing) + label_smoothing / logits.shape[1]
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+class StepRunner:
+    """Forward/backward with gradient accumulation; ``optimizer_step`` applies an update.
+
+    Non-finite losses skip their backward pass (and, under fp16, GradScaler skips
+    steps whose gradients overflowed); ``MAX_CONSECUTIVE_NONFINITE`` in a row stop
+    the run with :class:`DivergedError`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        *,
+        device: torch.device,
+        amp_dtype: str | None,
+        loss_kind: str,
+        label_smoothing: float,
+        accumulation_steps: int,
+        clip_norm: float | None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scaler = scaler
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.loss_kind = loss_kind
+        self.label_smoothing = label_smoothing
+        self.accumulation_steps = accumulation_steps
+        self.clip_norm = clip_norm
+        self.consecutive_nonfinite = 0
+        self.skipped_steps = 0
+
+    def forward_backward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Accumulate gradients for one batch; returns the detached loss."""
+        with autocast_context(self.device, self.amp_dtype):
+            logits = self.model(images)
+        loss = classification_loss(logits, targets, kind=self.loss_kind, label_smoothing=self.label_smoothing)
+        if not torch.isfinite(loss):
+            self.consecutive_nonfinite += 1
+            self.skipped_steps += 1
+            if self.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
+                raise DivergedError(
+                    f"loss was NaN/Inf for {self.consecutive_nonfinite} batches in a row; stopping. "
+                    "Lower lr, enable clip_grad, or use amp_level O0; existing checkpoints were kept"
+                )
+            return loss.detach()
+        self.consecutive_nonfinite = 0
+        self.scaler.scale(loss / self.accumulation_steps).backward()
+        return loss.detach()
+
+    def optimizer_step(self) -> None:
+        """Unscale, clip, step and clear the accumulated gradients."""
+        if self.clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm, foreach=True)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)

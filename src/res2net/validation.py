@@ -1,0 +1,94 @@
+"""``validate.py`` / ``res2net validate``: a checkpoint's accuracy on a validation split.
+
+MindCV's command (``-c recipe --data_dir DIR --ckpt_path FILE``) with every checkpoint
+format the model package reads. Runs under torchrun with exact counting, and ends its
+output with one JSON line (top1, top5, loss, num_samples, ...) for scripts to parse.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Config, amp_plan, ignored_key_notes
+from .evaluate import EvalResult, evaluate
+from .models import create_model
+from .train.data_setup import eval_dataset, eval_loader, without_empty_batches
+from .distributed import DistContext, init_distributed, shutdown
+
+CALIBRATION_IMAGES = 32
+
+
+def calibration_batch(loader: torch.utils.data.DataLoader, limit: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """The first ``limit`` preprocessed images, for int8 calibration."""
+    images: list[torch.Tensor] = []
+    for batch_images, _ in without_empty_batches(loader):
+        images.append(batch_images)
+        if sum(len(x) for x in images) >= limit:
+            break
+    return torch.cat(images)[:limit]
+
+
+def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, loader: torch.utils.data.DataLoader) -> nn.Module:
+    """The model to evaluate: eager on the device, or the optimised inference path."""
+    model = create_model(
+        cfg.model,
+        pretrained=cfg.pretrained,
+        checkpoint_path=cfg.ckpt_path or None,
+        num_classes=num_classes,
+        in_chans=cfg.in_channels,
+        use_ema=cfg.use_ema,
+    ).eval()
+    if cfg.precision == "eager":
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        return model.to(ctx.device, memory_format=memory_format)
+    from .inference.optimize import optimize_for_inference
+
+    calibration = calibration_batch(loader) if cfg.precision == "int8" else None
+    return optimize_for_inference(model, precision=cfg.precision, calibration_images=calibration)
+
+
+def write_per_class_csv(path: Path, class_names: list[str], result: EvalResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class_index", "class_name", "correct", "total", "top1"])
+        for index, (name, correct, total) in enumerate(zip(class_names, result.per_class_correct, result.per_class_total)):
+            writer.writerow([index, name, correct, total, f"{100.0 * correct / total:.4f}" if total else ""])
+
+
+def validate(cfg: Config) -> EvalResult:
+    """Evaluate ``cfg.model`` with ``cfg.ckpt_path`` (or its published weights) on ``cfg.val_split``."""
+    ctx = init_distributed(cfg.distribute, cfg.device)
+    try:
+        dataset = eval_dataset(cfg)
+        loader = eval_loader(cfg, dataset, ctx)
+        num_classes = cfg.num_classes or len(dataset.classes)
+        if ctx.is_main:
+            for note in ignored_key_notes(cfg):
+                print(note)
+        model = prepare_model(cfg, num_classes, ctx, loader)
+        amp = amp_plan(cfg, ctx.device.type, validation=True)
+        result = evaluate(
+            model,
+            without_empty_batches(loader),
+            num_classes=num_classes,
+            ctx=ctx,
+            amp_dtype=amp.dtype if cfg.precision == "eager" else None,
+            channels_last=cfg.channels_last and cfg.precision == "eager",
+        )
+        if ctx.is_main:
+            if cfg.per_class_csv:
+                write_per_class_csv(Path(cfg.per_class_csv), dataset.classes, result)
+            print(
+                f"{cfg.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}%, loss {result.loss:.4f}, "
+                f"{result.num_samples} images, {result.images_per_second:.1f} img/s"
+            )
+            print(json.dumps({"model": cfg.model, "checkpoint": cfg.ckpt_path or None, **result.summary()}))
+        return result
+    finally:
+        shutdown(ctx)
