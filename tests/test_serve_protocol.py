@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ def test_any_json_value_decodes_or_is_a_4xx(document: object) -> None:
     _check(json.dumps(document).encode())
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=requests, tail=st.binary(max_size=48), use_header_length=st.booleans())
 def test_request_shaped_bodies_decode_or_are_a_4xx(document: dict, tail: bytes, use_header_length: bool) -> None:
     header = json.dumps(document).encode()
@@ -216,6 +217,67 @@ def test_request_shaped_bodies_decode_or_are_a_4xx(document: dict, tail: bytes, 
         _check(header + tail, len(header))
     else:
         _check(header)
+
+
+@st.composite
+def near_valid_requests(draw: st.DrawFn) -> tuple[bytes, int | None]:
+    """A valid request (JSON or binary, tensor or images), then maybe one thing corrupted."""
+    count = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        values = np.asarray(
+            draw(st.lists(st.floats(-1e3, 1e3, width=32), min_size=count * COUNT, max_size=count * COUNT)),
+            dtype=np.float32,
+        )
+        tensor: dict[str, Any] = {"name": "input", "shape": [count, *SHAPE], "datatype": "FP32"}
+        data: object = values.reshape(count, *SHAPE).tolist() if draw(st.booleans()) else values.tolist()
+        raw = values.tobytes()
+    else:
+        files = draw(st.lists(st.binary(max_size=16), min_size=count, max_size=count))
+        tensor = {"name": "image", "shape": [count], "datatype": "BYTES"}
+        data = [base64.b64encode(item).decode() for item in files]
+        raw = b"".join(struct.pack("<I", len(item)) + item for item in files)
+    binary = draw(st.booleans())
+    if binary:
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+    else:
+        tensor["data"] = data
+    document: dict[str, Any] = {"inputs": [tensor]}
+    if draw(st.booleans()):
+        document["outputs"] = draw(outputs)
+    if draw(st.booleans()):
+        document["id"] = draw(st.text(max_size=8))
+    if draw(st.booleans()):  # corrupt a whole field, or one element of a list-valued field
+        target = draw(st.sampled_from([document, tensor]))
+        key = draw(st.sampled_from(sorted(target)))
+        value = target[key]
+        if isinstance(value, list) and value and draw(st.booleans()):
+            value[draw(st.integers(0, len(value) - 1))] = draw(json_values)
+        else:
+            target[key] = draw(json_values)
+    header = json.dumps(document).encode()
+    if binary:
+        cut = draw(st.integers(0, 3)) if draw(st.booleans()) else 0
+        return header + raw[: len(raw) - cut], len(header)
+    return header, None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=near_valid_requests())
+def test_near_valid_requests_decode_or_are_a_4xx(case: tuple[bytes, int | None]) -> None:
+    _check(*case)
+
+
+def test_near_valid_strategy_reaches_both_outcomes() -> None:
+    """Guards the property above against a strategy that only ever produces refusals."""
+    outcomes: set[bool] = set()
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(case=near_valid_requests())
+    def collect(case: tuple[bytes, int | None]) -> None:
+        outcomes.add(isinstance(_check(*case), InferRequest))
+
+    collect()
+    assert outcomes == {True, False}
 
 
 @settings(max_examples=200, deadline=None)

@@ -68,7 +68,11 @@ def create_app(
         finally:
             await asyncio.to_thread(batcher.close)
 
-    app = FastAPI(title=f"{SERVER_NAME} inference server", version=__version__, lifespan=lifespan)
+    # No /docs or /openapi.json: the protocol is the API, and fewer routes is less surface.
+    app = FastAPI(
+        title=f"{SERVER_NAME} inference server", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,
+    )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
 
