@@ -27,12 +27,13 @@ _COUNTER = "num_batches_tracked"
 _LISTED = 8
 
 
-def _listing(label: str, keys: Iterable[str]) -> str | None:
-    keys = sorted(keys)
-    if not keys:
+def _listing(label: str, items: Iterable[str]) -> str | None:
+    """``"N label: a, b, ... and M more"``, or None when there is nothing to list."""
+    ordered = sorted(items)
+    if not ordered:
         return None
-    more = f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-    return f"{len(keys)} {label}: {', '.join(keys[:_LISTED])}{more}"
+    more = f" ... and {len(ordered) - _LISTED} more" if len(ordered) > _LISTED else ""
+    return f"{len(ordered)} {label}: {', '.join(ordered[:_LISTED])}{more}"
 
 
 def _classes(tensor: torch.Tensor) -> int:
@@ -40,8 +41,13 @@ def _classes(tensor: torch.Tensor) -> int:
 
 
 def _fit_head(
-    state: dict[str, torch.Tensor], model: nn.Module, target: Mapping[str, torch.Tensor], *,
-    origin: str, model_name: str, strict_head: bool,
+    state: dict[str, torch.Tensor],
+    model: nn.Module,
+    target: Mapping[str, torch.Tensor],
+    *,
+    origin: str,
+    model_name: str,
+    strict_head: bool,
 ) -> dict[str, torch.Tensor]:
     """Replace the checkpoint's classifier by a freshly initialised one when the model's has
     another number of classes."""
