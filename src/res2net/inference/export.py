@@ -1,0 +1,185 @@
+"""Exporting a model for other runtimes: ONNX (dynamic batch) and TorchScript, with the
+preprocessing written beside the file as JSON so a deployment cannot guess it wrong.
+
+Both exports start from the BatchNorm-folded model: the graph is smaller and any
+runtime gets the folding even if it would not do it itself. The ONNX export is checked
+against PyTorch in onnxruntime before the command reports success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .cli_args import add_model_arguments
+from .fold import fold_batchnorm
+from .onnx_runtime import INPUT_NAME, OUTPUT_NAME, make_session, onnx_bytes
+from .session import PreprocessInfo, load_model
+
+FORMATS = ("onnx", "torchscript")
+DEFAULT_INPUT_SIZE = (3, 224, 224)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_sidecar(path: str | Path, info: PreprocessInfo, *, export_format: str) -> Path:
+    """Write the preprocessing and class names beside an exported model."""
+    target = sidecar_path(path)
+    payload = {"format": export_format, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, **info.to_dict()}
+    target.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def _prepare_output(path: str | Path) -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist")
+    return path
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
+    opset: int = 17,
+    preprocess: PreprocessInfo | None = None,
+) -> Path:
+    """Write ``model`` as ONNX (input ``input`` NCHW float32 with dynamic batch, height and
+    width; output ``logits``), plus ``<path>.json`` when ``preprocess`` is given."""
+    path = _prepare_output(path)
+    path.write_bytes(onnx_bytes(fold_batchnorm(model), input_size, opset))
+    if preprocess is not None:
+        write_sidecar(path, preprocess, export_format="onnx")
+    return path
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
+    preprocess: PreprocessInfo | None = None,
+) -> Path:
+    """Write ``model`` as a traced, frozen TorchScript module (loadable with
+    ``torch.jit.load`` without this package), plus ``<path>.json`` when ``preprocess``
+    is given. Tracing is exact here: the networks have no data-dependent control flow."""
+    path = _prepare_output(path)
+    folded = fold_batchnorm(model).requires_grad_(False)
+    # TorchScript is deprecated upstream but is what the issue asks for and what many
+    # C++ deployments still load; its FutureWarnings are expected here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(folded, torch.zeros(1, *input_size))
+        frozen = torch.jit.freeze(traced)
+        torch.jit.save(frozen, str(path))
+    if preprocess is not None:
+        write_sidecar(path, preprocess, export_format="torchscript")
+    return path
+
+
+def _relative_error(ours: np.ndarray, reference: torch.Tensor) -> float:
+    ref = reference.detach().numpy()
+    return float(np.abs(ours - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+
+
+def _inputs(batch_sizes: tuple[int, ...], input_size: tuple[int, int, int]) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(n, *input_size, generator=generator) for n in batch_sizes]
+
+
+def _input_size_for(path: Path, input_size: tuple[int, int, int] | None) -> tuple[int, int, int]:
+    if input_size is not None:
+        return input_size
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        size = json.loads(sidecar.read_text(encoding="utf-8"))["input_size"]
+        return (int(size[0]), int(size[1]), int(size[2]))
+    return DEFAULT_INPUT_SIZE
+
+
+def verify_onnx(
+    path: str | Path,
+    model: nn.Module,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    *,
+    input_size: tuple[int, int, int] | None = None,
+) -> float:
+    """Run the ONNX file in onnxruntime and ``model`` in PyTorch on the same random
+    inputs at each batch size; the largest ``max|diff| / max|reference|`` over them.
+    ``input_size`` defaults to the sidecar's, else 224x224."""
+    path = Path(path)
+    session = make_session(path)
+    model.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for x in _inputs(batch_sizes, _input_size_for(path, input_size)):
+            (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+            worst = max(worst, _relative_error(logits, model(x)))
+    return worst
+
+
+def verify_torchscript(
+    path: str | Path,
+    model: nn.Module,
+    batch_sizes: tuple[int, ...] = (1, 3),
+    *,
+    input_size: tuple[int, int, int] | None = None,
+) -> float:
+    """As :func:`verify_onnx`, for a TorchScript file loaded back with ``torch.jit.load``."""
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    model.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for x in _inputs(batch_sizes, _input_size_for(path, input_size)):
+            worst = max(worst, _relative_error(loaded(x).numpy(), model(x)))
+    return worst
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript (with a preprocessing JSON beside it)",
+        description="Export to ONNX (dynamic batch axis) or TorchScript; the export is run against "
+        "PyTorch and the max relative error printed; <output>.json holds the preprocessing and labels.",
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
+    parser.add_argument("--output", required=True, metavar="FILE", help="file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    model, info = load_model(
+        args.model,
+        checkpoint_path=args.checkpoint,
+        pretrained=args.pretrained,
+        num_classes=args.num_classes,
+        labels_file=args.labels,
+    )
+    if args.format == "onnx":
+        path = export_onnx(model, args.output, input_size=info.input_size, opset=args.opset, preprocess=info)
+        error = verify_onnx(path, model)
+        check = "onnxruntime vs PyTorch"
+    else:
+        path = export_torchscript(model, args.output, input_size=info.input_size, preprocess=info)
+        error = verify_torchscript(path, model)
+        check = "TorchScript vs PyTorch"
+    print(f"wrote {path} and {sidecar_path(path)}")
+    print(f"max relative error ({check}, batch sizes 1 and 3): {error:.2e}")
+    return 0

@@ -1,0 +1,208 @@
+"""The inference fast path: BatchNorm folding, fp32/bf16/int8 parity with the eager model,
+preprocessing metadata and class names.
+
+Models get random weights *and* random BatchNorm statistics: with the identity statistics
+of a fresh model, folding errors (wrong eps, mean or scale) would cancel out unseen.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from res2net.errors import UserError
+from res2net.inference import (
+    PreprocessInfo,
+    fold_batchnorm,
+    imagenet_class_names,
+    load_inference_model,
+    optimize_for_inference,
+    preprocess_for,
+    preprocess_images,
+)
+from res2net.inference.onnx_runtime import OnnxRuntimeModule
+from res2net.inference.torch_backend import ChannelsLastModule
+from res2net.models import build_model
+
+SMALL = (3, 64, 64)
+MODELS = ("res2net50_26w_4s", "res2net_dla60")
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters (in place), eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) * 0.8 + 0.4)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+def random_model(name: str, num_classes: int = 10, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return randomize_batchnorm(build_model(name, num_classes=num_classes), seed)
+
+
+def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((ours - reference).abs().max() / reference.abs().max())
+
+
+def eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def model(request: pytest.FixtureRequest) -> nn.Module:
+    return random_model(request.param)
+
+
+@pytest.mark.parametrize(("backend", "kind"), [("auto", OnnxRuntimeModule), ("torch", ChannelsLastModule)])
+def test_fp32_matches_eager_at_any_batch_size(model: nn.Module, backend: str, kind: type) -> None:
+    """auto means onnxruntime (measured fastest); torch is the fallback without it."""
+    before = copy.deepcopy(model.state_dict())
+    fast = optimize_for_inference(model, "fp32", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
+    assert isinstance(fast, kind)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model must not change"
+    for batch in (1, 3):
+        x = torch.randn(batch, *SMALL)
+        out = fast(x)
+        assert out.dtype == torch.float32 and out.shape == (batch, 10)
+        assert relative_error(out, eager(model, x)) < 1e-4
+    # Any spatial size too, and channels_last input.
+    x = torch.randn(2, 3, 96, 64).contiguous(memory_format=torch.channels_last)
+    assert relative_error(fast(x), eager(model, x)) < 1e-4
+
+
+def test_fold_batchnorm_keeps_the_module_tree(model: nn.Module) -> None:
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert {n for n, _ in folded.named_modules()} == {n for n, _ in model.named_modules()}
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the input model must not change"
+
+
+def test_bf16_is_folded_channels_last_and_within_two_percent(model: nn.Module) -> None:
+    fast = optimize_for_inference(model, "bf16", example_input_size=SMALL)
+    assert isinstance(fast, ChannelsLastModule)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.weight.dtype == torch.bfloat16 for c in convs)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs if c.kernel_size != (1, 1))
+    x = torch.randn(3, *SMALL)
+    out = fast(x)
+    assert out.dtype == torch.float32
+    assert relative_error(out, eager(model, x)) < 0.02
+    assert next(model.parameters()).dtype == torch.float32, "the input model must not change"
+
+
+def test_int8_requires_calibration_images() -> None:
+    model = random_model("res2net50_26w_4s")
+    with pytest.raises(ValueError, match="calibration_images"):
+        optimize_for_inference(model, "int8")
+    with pytest.raises(ValueError, match="calibration_images"):
+        optimize_for_inference(model, "int8", calibration_images=torch.randn(4, 64, 64))
+
+
+def test_unknown_precision_is_rejected() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(nn.Linear(2, 2), "fp16")  # type: ignore[arg-type]
+
+
+def near_prototypes(prototypes: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy copies of each prototype image, labelled by prototype."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(prototypes.shape[0]).repeat(per_class)
+    return prototypes[labels] + 0.3 * torch.randn(len(labels), *SMALL, generator=generator), labels
+
+
+def test_int8_agrees_with_fp32_on_a_separable_problem() -> None:
+    """Four clusters of inputs (noisy copies of four random images) and a classifier
+    fitted on the fp32 features' class means: fp32 logits are then well separated
+    (margins ~1, far above the noise), so int8 must agree with fp32 on every image and
+    stay close to its logits. A wrong scale, zero point or calibration fails both."""
+    model = random_model("res2net50_26w_4s", num_classes=4, seed=1)
+    prototypes = torch.randn(4, *SMALL, generator=torch.Generator().manual_seed(5))
+    calibration, labels = near_prototypes(prototypes, 4, seed=1)
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(calibration), pre_logits=True)
+        centres = torch.stack([features[labels == c].mean(0) for c in range(4)])
+        directions = centres - centres.mean(0)
+        directions /= directions.norm(dim=1, keepdim=True)
+        model.fc.weight.copy_(directions)
+        model.fc.bias.copy_(-(directions @ centres.mean(0)))
+    test_x, test_y = near_prototypes(prototypes, 12, seed=3)
+    reference = eager(model, test_x)
+    assert torch.equal(reference.argmax(1), test_y), "the fp32 model itself must separate the clusters"
+    fast = optimize_for_inference(model, "int8", calibration_images=calibration, example_input_size=SMALL)
+    out = fast(test_x)
+    assert out.dtype == torch.float32 and out.shape == (48, 4)
+    assert torch.equal(out.argmax(1), reference.argmax(1))
+    assert relative_error(out, reference) < 0.35
+    assert fast(test_x[:1]).shape == (1, 4)
+
+
+def test_imagenet_class_names_are_the_standard_list() -> None:
+    names = imagenet_class_names()
+    assert len(names) == 1000 == len(set(names))
+    assert names[0] == "tench" and names[1] == "goldfish"
+    assert names[281] == "tabby" and names[340] == "zebra" and names[948] == "Granny Smith"
+    assert names[999] == "toilet tissue"
+
+
+def test_preprocess_for_registry_defaults_and_mindcv_background() -> None:
+    info = preprocess_for("res2net50_26w_4s")
+    assert info.input_size == (3, 224, 224) and info.crop_pct == 0.875 and info.interpolation == "bilinear"
+    assert info.mean == pytest.approx((0.485, 0.456, 0.406)) and info.num_classes == 1000
+    mindcv = preprocess_for("res2net50", pretrained="mindcv")
+    assert mindcv.num_classes == 1001 and mindcv.class_names[:2] == ["background", "tench"]
+
+
+def test_preprocess_for_labels_file_and_mismatch(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n\nbird\n")
+    assert preprocess_for("res2net50", num_classes=3, labels_file=labels).class_names == ["cat", "dog", "bird"]
+    with pytest.raises(UserError, match="3 class names but the model has 1000"):
+        preprocess_for("res2net50", labels_file=labels)
+
+
+def save_training_checkpoint(path: Path, model: nn.Module, class_names: list[str], image_size: int) -> Path:
+    """The shape of our training checkpoints: weights under ``model`` plus metadata."""
+    config = {"image_resize": image_size, "crop_pct": 1.0, "interpolation": "bicubic",
+              "mean": [127.5, 127.5, 127.5], "std": [63.75, 63.75, 63.75]}
+    torch.save({"model": model.state_dict(), "class_names": class_names, "config": config, "epoch": 3}, path)
+    return path
+
+
+def test_training_checkpoint_metadata_and_num_classes(tmp_path: Path) -> None:
+    model = random_model("res2net50_26w_4s", num_classes=3)
+    path = save_training_checkpoint(tmp_path / "ours.pth", model, ["a", "b", "c"], 64)
+    info = preprocess_for("res2net50_26w_4s", path)
+    assert info == PreprocessInfo((3, 64, 64), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "bicubic", ["a", "b", "c"])
+    fast, loaded_info = load_inference_model("res2net50_26w_4s", checkpoint_path=path)
+    assert loaded_info == info
+    x = torch.randn(2, *SMALL)
+    assert relative_error(fast(x), eager(model, x)) < 1e-4
+    # A plain state dict: the number of classes comes from the classifier's rows.
+    plain = tmp_path / "plain.pth"
+    torch.save(model.state_dict(), plain)
+    assert preprocess_for("res2net50_26w_4s", plain).class_names == ["class_0", "class_1", "class_2"]
+
+
+def test_preprocess_images_matches_a_hand_computation() -> None:
+    info = PreprocessInfo((3, 4, 4), (0.5, 0.25, 0.0), (0.5, 0.25, 1.0), 1.0, "bilinear", ["x"])
+    red = Image.new("RGB", (8, 6), (255, 0, 51))
+    grey = Image.new("L", (5, 9), 0)
+    batch = preprocess_images([red, grey], info)
+    assert batch.shape == (2, 3, 4, 4) and batch.dtype == torch.float32
+    assert torch.allclose(batch[0, :, 0, 0], torch.tensor([1.0, -1.0, 0.2]), atol=1e-5)
+    assert torch.allclose(batch[1, :, 0, 0], torch.tensor([-1.0, -1.0, 0.0]), atol=1e-5)
