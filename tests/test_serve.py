@@ -313,6 +313,7 @@ BAD_JSON_REQUESTS: dict[str, tuple[str, bytes, dict[str, str], int]] = {
     "bad header length": (MODEL, b"{}", {"Inference-Header-Content-Length": "x"}, 400),
     "undecodable image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(b"not an image").decode()]}]}).encode(), {}, 400),
     "truncated image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(_image_file(64, 64, "JPEG")[:300]).decode()]}]}).encode(), {}, 400),
+    "image too thin": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(_image_file(650, 10, "PNG")).decode()]}]}).encode(), {}, 400),
     "gzip bomb": (MODEL, gzip.compress(b" " * (4 * LIMIT)), {"Content-Encoding": "gzip"}, 413),
     "bad gzip": (MODEL, b"not gzip", {"Content-Encoding": "gzip"}, 400),
     "unknown encoding": (MODEL, b"{}", {"Content-Encoding": "br"}, 415),

@@ -23,6 +23,9 @@ from .errors import RequestError
 #: Pixels (width x height) above which an uploaded image is refused before decoding; a
 #: small compressed file can otherwise expand to gigabytes (a "decompression bomb").
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+#: Longest side over shortest side above which an image is refused: preprocessing scales the
+#: *shorter* side to the input size, so a 1 x 40M-pixel strip would become gigabytes.
+MAX_ASPECT_RATIO = 64
 
 Preprocess = Callable[[list[Image.Image], Any], torch.Tensor]
 
@@ -113,6 +116,10 @@ def decode_images(encoded: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_IMA
             if width * height > max_pixels:
                 raise RequestError(
                     f"image[{index}] is {width}x{height} pixels; the limit is {max_pixels} pixels", status=413
+                )
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise RequestError(
+                    f"image[{index}] is {width}x{height} pixels; aspect ratios beyond {MAX_ASPECT_RATIO}:1 are refused"
                 )
             images.append(image.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
