@@ -127,12 +127,13 @@ def main() -> int:
         size = httpx.get(f"{url}/v2/models/{SERVED}").json()["inputs"][0]["shape"][2]
         asyncio.run(_drive(url, args.concurrency, 2 * args.concurrency, size))  # warm-up
         sequential = asyncio.run(_drive(url, 1, args.requests, size))
+        images_before, batches_before = _batch_totals(url)
         concurrent = asyncio.run(_drive(url, args.concurrency, args.requests, size))
-        batches = httpx.get(f"{url}/metrics").text
+        images_after, batches_after = _batch_totals(url)
     finally:
         process.terminate()
         process.wait(60)
-    mean_batch = _mean_batch(batches)
+    mean_batch = (images_after - images_before) / max(batches_after - batches_before, 1.0)
     print(f"{args.model} ({args.precision}) at {size}x{size}, {args.requests} requests of 1 image per scenario, "
           f"max_batch_size={args.max_batch_size}, max_latency_ms={args.max_latency_ms:g}, "
           f"torch threads={torch.get_num_threads()}")
@@ -140,25 +141,26 @@ def main() -> int:
     for result in (sequential, concurrent):
         print(f"{result.clients:>8} {result.images_per_s:>9.2f} {result.percentile(50):>8.1f} {result.percentile(99):>8.1f}")
     speedup = concurrent.images_per_s / sequential.images_per_s
-    print(f"speed-up with {args.concurrency} clients: {speedup:.2f}x (mean batch over the run: {mean_batch:.2f})")
+    print(f"speed-up with {args.concurrency} clients: {speedup:.2f}x (mean batch with {args.concurrency} clients: {mean_batch:.2f})")
     print(json.dumps({
         "model": args.model, "precision": args.precision, "size": size, "requests": args.requests,
         "sequential": {"images_per_s": sequential.images_per_s, "p50_ms": sequential.percentile(50),
                        "p99_ms": sequential.percentile(99)},
         "concurrent": {"clients": args.concurrency, "images_per_s": concurrent.images_per_s,
                        "p50_ms": concurrent.percentile(50), "p99_ms": concurrent.percentile(99)},
-        "speedup": speedup,
+        "speedup": speedup, "mean_batch_concurrent": mean_batch,
     }))
     return 0
 
 
-def _mean_batch(metrics_text: str) -> float:
+def _batch_totals(url: str) -> tuple[float, float]:
+    """(images, forward passes) the server's batcher has run so far, from /metrics."""
     values = {}
-    for line in metrics_text.splitlines():
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
         if line.startswith(("res2net_batch_size_sum", "res2net_batch_size_count")):
             name, value = line.split()
             values[name] = float(value)
-    return values["res2net_batch_size_sum"] / max(values["res2net_batch_size_count"], 1.0)
+    return values["res2net_batch_size_sum"], values["res2net_batch_size_count"]
 
 
 if __name__ == "__main__":
