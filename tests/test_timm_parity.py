@@ -35,6 +35,7 @@ PAIRS = {
 }
 RTOL = 1e-5
 NUM_CLASSES = 7  # small head: the comparison covers it, building it costs nothing
+OFFICIAL_DLA = ["dla60_res2net", "dla60_res2next"]
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +43,36 @@ def x() -> torch.Tensor:
     return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-def _timm_model(name: str) -> torch.nn.Module:
-    return randomise_(timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES), seed=len(name))
+class References:
+    """timm networks with random weights and their logits, built once per module: the DLA
+    ones serve two tests, and building is the slow part."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        self._cache: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
+
+    def get(self, name: str, keep: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if name in self._cache:
+            return self._cache.pop(name)
+        model = randomise_(timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES), seed=len(name))
+        with torch.no_grad():
+            result = model.state_dict(), model(self.x)
+        if keep:
+            self._cache[name] = result
+        return result
 
 
+@pytest.fixture(scope="module")
+def references(x: torch.Tensor) -> References:
+    return References(x)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("timm_name", list(PAIRS))
-def test_timm_state_dict_gives_timm_logits(tmp_path: Path, x: torch.Tensor, timm_name: str) -> None:
-    reference = _timm_model(timm_name)
-    with torch.no_grad():
-        expected = reference(x)
-    state = reference.state_dict()
+def test_timm_state_dict_gives_timm_logits(
+    tmp_path: Path, x: torch.Tensor, references: References, timm_name: str
+) -> None:
+    state, expected = references.get(timm_name, keep=timm_name in OFFICIAL_DLA)
     pth, st = tmp_path / "timm.pth", tmp_path / "timm.safetensors"
     torch.save(state, pth)
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))
@@ -74,23 +95,19 @@ def _official_dla_state(timm_state: dict[str, torch.Tensor]) -> dict[str, torch.
         for leaf in ("weight", "bias", "running_mean", "running_var"):
             state[f"{prefix}.project.1.{leaf}"] = torch.rand(cout, generator=gen) + 0.5
         state[f"{prefix}.project.1.num_batches_tracked"] = torch.tensor(0)
-    state["fc.weight"] = state["fc.weight"].reshape(*state["fc.weight"].shape[:2], 1, 1)
-    return state
+    return state  # the 1x1 convolution head (4-D fc.weight) is timm's too
 
 
-@pytest.mark.parametrize("timm_name", ["dla60_res2net", "dla60_res2next"])
-def test_official_dla_layout(tmp_path: Path, x: torch.Tensor, timm_name: str) -> None:
-    reference = _timm_model(timm_name)
-    with torch.no_grad():
-        expected = reference(x)
-    official = _official_dla_state(reference.state_dict())
+@pytest.mark.slow
+@pytest.mark.parametrize("timm_name", OFFICIAL_DLA)
+def test_official_dla_layout(tmp_path: Path, x: torch.Tensor, references: References, timm_name: str) -> None:
+    state, expected = references.get(timm_name)
+    official = _official_dla_state(state)
     path = tmp_path / "official_dla.pth"
     torch.save(official, path)
     ours = create_model(PAIRS[timm_name], checkpoint_path=path, num_classes=NUM_CLASSES).eval()
-    model_keys = ours.state_dict().keys()
-    assert not {k for k in official if ".project." in k and k.split(".project.")[0] in OFFICIAL_UNUSED_PROJECTIONS} & (
-        model_keys
-    ), "the extra projections must be ones our network lacks, or this test proves nothing"
+    extra = official.keys() - state.keys()
+    assert len(extra) == 18 and not extra & ours.state_dict().keys(), "extra keys must be ones our network lacks"
     assert official["fc.weight"].dim() == 4 and ours.fc.weight.dim() == 2
     with torch.no_grad():
         assert relative_error(ours(x), expected) < RTOL
