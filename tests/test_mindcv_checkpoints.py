@@ -92,16 +92,29 @@ def test_optimizer_entries_present_and_ignored(ckpts: dict[str, Path]) -> None:
 
 
 def test_1001_class_head_into_1000_class_model(ckpts: dict[str, Path], reference: dict[str, np.ndarray]) -> None:
+    """MindCV's rule (models/helpers.py load_pretrained): keep the first 1000 classes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = create_model("mindcv_tiny", checkpoint_path=ckpts["res2net_train"])
+    expected = torch.from_numpy(reference["res2net_train_logits"][:, :1000])
+    logits = _logits(model, reference)
+    assert logits.shape == (1, 1000)
+    assert relative_error(logits, expected) < RTOL
+
+
+def test_1001_class_head_into_other_size_is_reinitialised(
+    ckpts: dict[str, Path], reference: dict[str, np.ndarray]
+) -> None:
     full = create_model("mindcv_tiny", checkpoint_path=ckpts["res2net_train"], num_classes=1001).eval()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tuned = create_model("mindcv_tiny", checkpoint_path=ckpts["res2net_train"]).eval()
+        tuned = create_model("mindcv_tiny", checkpoint_path=ckpts["res2net_train"], num_classes=37).eval()
     assert len(caught) == 1 and "1001 classes" in str(caught[0].message)
     x = torch.from_numpy(reference["input"])
     with torch.no_grad():
         features = tuned.forward_head(tuned.forward_features(x), pre_logits=True)
         assert torch.equal(features, full.forward_head(full.forward_features(x), pre_logits=True))
-        assert tuned(x).shape == (1, 1000)
+        assert tuned(x).shape == (1, 37)
 
 
 def test_features_only_from_mindcv(ckpts: dict[str, Path], reference: dict[str, np.ndarray]) -> None:

@@ -1,8 +1,10 @@
 """Put a checkpoint's weights into one of our models, or explain exactly why not.
 
-Loading is strict except for two things a user means on purpose: a classifier of
-another size (fine-tuning on a new label set, or MindCV's 1001-class heads) is
-re-initialised with one warning, and BatchNorm ``num_batches_tracked`` counters, which
+Loading is strict except for what a user means on purpose: a classifier of another size
+(fine-tuning on a new label set) is re-initialised with one warning; MindCV's 1001-class
+ImageNet heads go into a 1000-class model by keeping their first 1000 rows, exactly as
+MindCV's own ``load_pretrained`` does (its ImageNet labels are the 1000 folder indices,
+the 1001st output is never trained); and BatchNorm ``num_batches_tracked`` counters, which
 MindSpore and old PyTorch files lack and which do not affect eval outputs, keep the
 model's value. Everything else that does not fit is one CheckpointError listing the
 missing, unexpected and wrongly shaped keys, because a silently half-loaded network
@@ -11,6 +13,7 @@ produces plausible-looking garbage.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +26,11 @@ from res2net.checkpoint.remap import HEAD_WEIGHT, to_our_names
 from res2net.errors import CheckpointError
 
 _HEAD_PREFIX = "fc."
+_HEAD_BIAS = "fc.bias"
+_MINDCV_IMAGENET_CLASSES = 1001
+_IMAGENET_CLASSES = 1000
+
+log = logging.getLogger(__name__)
 _COUNTER = "num_batches_tracked"
 _LISTED = 8
 
@@ -59,6 +67,9 @@ def _fit_head(
         return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
     if theirs.dim() != 2 or theirs.shape[1] != ours.shape[1] or theirs.shape[0] == ours.shape[0]:
         return state  # same size, or a genuine mismatch reported with the rest
+    if (_classes(theirs), _classes(ours)) == (_MINDCV_IMAGENET_CLASSES, _IMAGENET_CLASSES) and _HEAD_BIAS in state:
+        log.info("%s: 1001-class MindCV classifier, keeping its first 1000 classes as MindCV does", origin)
+        return state | {HEAD_WEIGHT: theirs[:_IMAGENET_CLASSES], _HEAD_BIAS: state[_HEAD_BIAS][:_IMAGENET_CLASSES]}
     if strict_head:
         raise CheckpointError(
             f"{origin}: classifier has {_classes(theirs)} classes but model {model_name} has {_classes(ours)}"
