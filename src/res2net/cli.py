@@ -16,6 +16,7 @@ from .checkpoint.convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .errors import UserError
 from .models import get_model_spec, list_models
+from .serve.cli import add_serve_parser, run_serve
 
 Handler = Callable[[argparse.Namespace], int]
 CONFIG_COMMANDS = ("train", "validate")
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         (add_demo_data_parser, run_demo_data),
         (add_prepare_imagenet_parser, run_prepare_imagenet),
         (add_convert_parser, run_convert),
+        (add_serve_parser, run_serve),
     ]
     for add_parser, handler in registrations:
         add_parser(subparsers).set_defaults(handler=handler)

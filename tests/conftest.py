@@ -1,0 +1,41 @@
+"""Shared fixtures: a small real dataset (scikit-learn's digits) written once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from res2net.data import write_digits_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits as ImageNet-style folders at 32x32 (1,437 train / 360 val images)."""
+    root = tmp_path_factory.mktemp("digits")
+    write_digits_dataset(root, image_size=32)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_dir(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-train / 30-val slice of the digits (4 and 3 per class) for end-to-end runs."""
+    root = tmp_path_factory.mktemp("tiny_digits")
+    for split, per_class in (("train", 4), ("val", 3)):
+        for class_dir in sorted((digits_dir / split).iterdir()):
+            target = root / split / class_dir.name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:per_class]:
+                (target / image.name).symlink_to(image)
+    return root
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: two threads, no CUDA, quiet warnings."""
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"})
+    return env
