@@ -79,7 +79,8 @@ def test_format_detected_from_bytes_not_name(tmp_path: Path, file_name: str, tra
 
 def test_module_prefix_and_wrapper_removed(tmp_path: Path, trained: torch.nn.Module, x: torch.Tensor) -> None:
     path = tmp_path / "ddp.pth"
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}}, path)
+    prefixed = {f"module._orig_mod.{k}": v for k, v in trained.state_dict().items()}  # DDP around torch.compile
+    torch.save({"epoch": 3, "state_dict": prefixed}, path)
     model = tiny_res2net()
     load_checkpoint_into(model, path, model_name="tiny")
     with torch.no_grad():

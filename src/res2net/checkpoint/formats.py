@@ -4,8 +4,8 @@ Users name files arbitrarily (MindCV's ``.ckpt``, PyTorch's ``.pth``/``.pt``/``.
 ``.safetensors``, or nothing at all), so the file's leading bytes decide how to read it,
 never its suffix. Wrappers that training scripts put around a state dict (ours:
 ``{"model", "model_ema", "optimizer", ...}``; others: ``"state_dict"``, ``"model"``,
-``"module"``) and DataParallel's ``module.`` prefix are removed here, so later stages
-only see parameter names.
+``"module"``) and the ``module.`` / ``_orig_mod.`` prefixes of DataParallel and
+torch.compile are removed here, so later stages only see parameter names.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class CheckpointFormat(enum.Enum):
 _EMA_KEYS = ("model_ema", "state_dict_ema")
 _WRAPPER_KEYS = ("model", "state_dict", "module")
 _MINDSPORE_EMA_PREFIX = "ema."
-_DATA_PARALLEL_PREFIX = "module."
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _HEAD_BYTES = 32
 _SAFETENSORS_MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
 _MAX_REASON = 160
@@ -168,10 +168,13 @@ def _unwrap(obj: object, use_ema: bool, path: Path) -> Mapping[str, torch.Tensor
     )
 
 
-def _strip_data_parallel(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if all(k.startswith(_DATA_PARALLEL_PREFIX) for k in state):
-        return {k[len(_DATA_PARALLEL_PREFIX) :]: v for k, v in state.items()}
-    return dict(state)
+def _strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove (DistributedData)Parallel's ``module.`` and torch.compile's ``_orig_mod.``,
+    in whatever nesting, when every key carries them."""
+    out = dict(state)
+    while prefix := next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in out)), None):
+        out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
 
 
 def read_state_dict(path: str | Path, *, use_ema: bool = False) -> dict[str, torch.Tensor]:
@@ -185,4 +188,4 @@ def read_state_dict(path: str | Path, *, use_ema: bool = False) -> dict[str, tor
     if fmt is CheckpointFormat.MINDSPORE:
         return _select_mindspore_ema(read_mindspore_checkpoint(path), use_ema, path)
     raw = _safetensors_load(path) if fmt is CheckpointFormat.SAFETENSORS else _torch_load(path)
-    return _strip_data_parallel(_unwrap(raw, use_ema, path))
+    return _strip_wrapper_prefixes(_unwrap(raw, use_ema, path))
