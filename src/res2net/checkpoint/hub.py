@@ -37,7 +37,7 @@ def cache_dir() -> Path:
 def _unreachable(url: str, reason: object) -> CheckpointError:
     return CheckpointError(
         f"cannot download {url} ({reason}); fetch the file another way and pass it with "
-        "checkpoint_path=<file> (command line: --checkpoint <file>)"
+        "checkpoint_path=<file> (command line: --checkpoint <file>; train/validate: --ckpt_path <file>)"
     )
 
 
