@@ -81,8 +81,9 @@ def _official(file_name: str, top1: float, top5: float | None = None) -> dict[st
 
 
 def _mindcv(file_name: str, top1: float, top5: float) -> dict[str, PretrainedCfg]:
-    """MindCV's ImageNet weights: 1001 classes (index 0 is background) and 0-255 inputs
-    normalised with ImageNet statistics, which equals ours after scaling."""
+    """MindCV's ImageNet weights: a 1001-class head whose first 1000 outputs are the
+    ImageNet classes (the last is never trained), and 0-255 inputs normalised with ImageNet
+    statistics, which equals ours after scaling."""
     sha = file_name.rsplit("-", 1)[-1].split(".")[0]
     return {
         "mindcv": PretrainedCfg(
