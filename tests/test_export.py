@@ -46,6 +46,7 @@ def test_verify_onnx_detects_a_different_model(tmp_path: Path) -> None:
     assert verify_onnx(path, random_model("res2net50_26w_4s", seed=1), input_size=SMALL) > 0.1
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_round_trip(tmp_path: Path) -> None:
     model = random_model("res2net50_26w_4s", num_classes=3)
     path = export_torchscript(model, tmp_path / "m.pt", input_size=SMALL, preprocess=INFO)

@@ -1,8 +1,8 @@
 """ONNX serialisation and onnxruntime execution behind an ``nn.Module`` interface.
 
 onnxruntime is the fp32 and int8 backend of :func:`optimize_for_inference` because it
-measured fastest on the 2-core AVX-512 development machine (see
-``benchmarks/bench_inference.py``): its NCHWc convolution kernels beat oneDNN through
+measured fastest on the 2-core AVX-512 development machine (figures in
+:mod:`.optimize`): its NCHWc convolution kernels beat oneDNN through
 eager PyTorch, TorchScript freezing and ``torch.compile`` in fp32, and its static int8
 kernels beat PyTorch's FX int8 path. Wrapping the session in a module lets callers
 (predict, validate, the server) treat every precision alike.

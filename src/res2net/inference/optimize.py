@@ -2,18 +2,25 @@
 
 Every precision starts the same way: BatchNorm is folded into the convolutions
 (:mod:`.fold`). The backend per precision was chosen by measurement on the 2-core
-AVX-512-bf16 development machine, Res2Net-50, batch 16, 224x224
-(``benchmarks/bench_inference.py`` reproduces the comparison):
+AVX-512-bf16/AMX development machine, Res2Net-50, batch 16, 224x224, in one process:
 
-* fp32 -> onnxruntime (its NCHWc kernels beat eager oneDNN channels_last, TorchScript
-  freezing and ``torch.compile``'s C++ backend, which also costs ~50 s of compilation);
-* bf16 -> eager oneDNN with bf16 weights in channels_last (onnxruntime has no bf16 CPU
-  convolutions; autocast re-casts weights every call);
+* fp32 -> onnxruntime: 28 img/s on a quiet machine, against 17 for eager oneDNN
+  channels_last, 17 for TorchScript freeze + optimize_for_inference and 25 for
+  ``torch.compile`` (inductor C++, with freezing), which also costs ~50 s of compilation
+  per input shape;
+* bf16 -> eager oneDNN with bf16 weights in channels_last: 1.4x and 1.65x autocast's
+  throughput on the same folded model in two runs, level with it in a third (autocast
+  re-casts every weight on every call, and keeps fp32 weights in memory); on a quiet
+  machine autocast already reached 49 img/s; onnxruntime has no bf16 CPU convolutions;
 * int8 -> onnxruntime static quantisation (QLinearConv, per-channel weights), calibrated
-  on the caller's images; faster than PyTorch's FX int8 path and far quicker to prepare.
+  on the caller's images: ~2.9x our onnxruntime fp32 path in interleaved runs. PyTorch's
+  FX int8 (x86 backend) took ~90 s to prepare and ran at roughly half onnxruntime int8's
+  speed; PT2E/X86InductorQuantizer is not in this torch build (it moved to torchao).
 
+Figures other than the interleaved ones were taken while other jobs shared the two
+cores; ``benchmarks/bench_inference.py`` reproduces the comparison with the baselines.
 Whatever the backend, the result takes float32 NCHW images of any batch size (and any
-spatial size) and returns float32 logits.
+spatial size the network accepts) and returns float32 logits.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 bf16 runs here: with BatchNorm folded away, bf16 weights and activations in
 channels_last go straight to oneDNN's AMX/AVX-512-bf16 convolutions, measured faster
-than autocast (which re-casts every weight on every call) and than onnxruntime (no
-bf16 convolution kernels on CPU). fp32 runs here when onnxruntime is not installed.
+than autocast (which re-casts every weight on every call); onnxruntime has no bf16
+convolution kernels on CPU. fp32 runs here when onnxruntime is not installed.
 """
 
 from __future__ import annotations
