@@ -6,6 +6,10 @@ them all alike; medians of the per-round times and ratios to timm are reported, 
 the peak RSS of the process. Not a test: run it by hand on a quiet machine.
 
     python benchmarks/bench_inference.py --threads 2 --rounds 7
+
+With ``--digits-checkpoint`` (a model trained by ``configs/demo/res2net50_digits.yaml``)
+it instead measures int8 quality: top-1 agreement of the int8 path with fp32 on the
+digits validation split, calibrated on training images.
 """
 
 from __future__ import annotations
@@ -17,11 +21,19 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
-from res2net.inference import optimize_for_inference
+from res2net.inference import (
+    PreprocessInfo,
+    load_inference_model,
+    optimize_for_inference,
+    preprocess_for,
+    preprocess_images,
+)
 from res2net.inference.onnx_runtime import make_session, onnx_bytes
 from res2net.models import build_model
 
@@ -81,14 +93,58 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _folder_images(split: Path, class_names: list[str]) -> tuple[list[Path], torch.Tensor]:
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(class_names):
+        files = sorted((split / name).iterdir())
+        paths += files
+        labels += [index] * len(files)
+    return paths, torch.tensor(labels)
+
+
+def _load(paths: list[Path], info: PreprocessInfo) -> torch.Tensor:
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return preprocess_images(images, info)
+
+
+def digits_agreement(checkpoint: Path, data_dir: Path, calibration_count: int) -> None:
+    """int8 vs fp32 top-1 on the digits validation split (issue 5's int8 quality target)."""
+    info = preprocess_for("res2net50", checkpoint)
+    train_paths, _ = _folder_images(data_dir / "train", info.class_names)
+    step = max(1, len(train_paths) // calibration_count)
+    calibration = _load(train_paths[::step][:calibration_count], info)
+    val_paths, labels = _folder_images(data_dir / "val", info.class_names)
+    val = _load(val_paths, info)
+    predictions = {}
+    for precision in ("fp32", "int8"):
+        model, _ = load_inference_model(
+            "res2net50", checkpoint_path=checkpoint, precision=precision, calibration_images=calibration
+        )
+        predictions[precision] = torch.cat([model(val[i : i + 64]) for i in range(0, len(val), 64)]).argmax(1)
+    agree = float((predictions["int8"] == predictions["fp32"]).float().mean())
+    top1 = {p: float((v == labels).float().mean()) for p, v in predictions.items()}
+    print(f"digits val ({len(val)} images, {info.input_size[1]}x{info.input_size[2]}), int8 calibrated on "
+          f"{calibration.shape[0]} train images: fp32 top-1 {top1['fp32']:.2%}, int8 top-1 {top1['int8']:.2%}, "
+          f"int8/fp32 top-1 agreement {agree:.2%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calibration-images", type=int, default=32)
+    parser.add_argument("--digits-checkpoint", type=Path, help="measure int8 agreement on digits instead")
+    parser.add_argument("--digits-dir", type=Path, default=Path("data/digits"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.digits_checkpoint is not None:
+        digits_agreement(args.digits_checkpoint, args.digits_dir, args.calibration_images)
+        return 0
     torch.manual_seed(0)
     batch = torch.randn(args.batch_size, *INPUT)
     calibration = torch.randn(args.calibration_images, *INPUT)
