@@ -32,7 +32,7 @@ from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
-from .step import StepRunner
+from .step import DivergedError, StepRunner
 
 
 @dataclass
@@ -118,6 +118,7 @@ class Trainer:
             else None
         )
         self.state = RunState()
+        self.nonfinite_streak = 0  # non-finite losses that ended the last epoch, summed over ranks
         self._restore()
         self.train_model = self._wrap(self.model)
         self.checkpoints = CheckpointManager(self.run_dir, cfg.model, cfg.ckpt_save_policy, cfg.keep_checkpoint_max)
@@ -232,7 +233,10 @@ class Trainer:
             self.logger.log_metrics(self.state.step, metrics)
             self.logger.info(_format_epoch(metrics))
             if self.state.epoch % cfg.ckpt_save_interval == 0 or last_epoch:
-                last_saved = self._save(result)
+                if self.nonfinite_streak:
+                    self._refuse_save(last_epoch)
+                else:
+                    last_saved = self._save(result)
         self.logger.close()
         return TrainResult(
             epochs=self.state.epoch, best_top1=self.state.best_top1, final=final, checkpoint=last_saved,
@@ -268,15 +272,19 @@ class Trainer:
                 self.state.step += 1
                 self.schedule.apply(self.optimizer, self.state.step)
         elapsed = time.perf_counter() - started
+        # Skipped images and non-finite streaks are per rank: summed so every rank (and the
+        # epoch summary) sees the whole job's figures and takes the same checkpoint decision.
+        local = [float(batches), float(self.data.skipped_images()), float(self.runner.consecutive_nonfinite)]
         totals = all_reduce_sum(
-            torch.stack([loss_sum, torch.tensor(float(batches), dtype=torch.float64, device=self.ctx.device)]), self.ctx
+            torch.cat([loss_sum.view(1), torch.tensor(local, dtype=torch.float64, device=self.ctx.device)]), self.ctx
         ).tolist()
+        self.nonfinite_streak = int(totals[3])
         return {
             "train_loss": round(totals[0] / max(1.0, totals[1]), 6),
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_second": round(samples * self.ctx.world_size / elapsed, 2) if elapsed > 0 else 0.0,
             "epoch_seconds": round(elapsed, 2),
-            "skipped_images": self.data.skipped_images(),
+            "skipped_images": int(totals[2]),
             "skipped_steps": self.runner.skipped_steps,
         }
 
@@ -290,6 +298,19 @@ class Trainer:
             amp_dtype=self.val_amp.dtype,
             channels_last=self.cfg.channels_last,
         )
+
+    def _refuse_save(self, last_epoch: bool) -> None:
+        """Keep the previous checkpoints when the current weights have just produced NaN/Inf.
+
+        Non-finite steps are never applied, but a huge finite update (an lr far too high)
+        can leave finite weights that only produce NaN from then on; saving those would
+        replace the last good ``last.pth``. A final epoch in that state ends the run.
+        """
+        message = (f"epoch {self.state.epoch} ended with {self.nonfinite_streak} NaN/Inf losses in a row; "
+                   "its checkpoint was not written and the previous checkpoints were kept")
+        if last_epoch:
+            raise DivergedError(f"{message}. Lower lr, enable clip_grad, or use amp_level O0")
+        self.logger.info(f"warning: {message}")
 
     def _save(self, result: EvalResult | None) -> Path | None:
         path = None

@@ -6,6 +6,8 @@ tested and reasoned about without data loading, logging or checkpoints around th
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,9 +44,14 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, *, kind: st
 class StepRunner:
     """Forward/backward with gradient accumulation; ``optimizer_step`` applies an update.
 
-    Non-finite losses skip their backward pass (and, under fp16, GradScaler skips
-    steps whose gradients overflowed); ``MAX_CONSECUTIVE_NONFINITE`` in a row stop
-    the run with :class:`DivergedError`.
+    A step whose gradients are not finite is skipped, so NaN/Inf never reaches the
+    weights: under fp16 GradScaler skips it (and lowers its scale), otherwise we do.
+    Every rank runs its backward pass even for a non-finite loss, because under DDP
+    the gradient all-reduce needs every rank; the NaN then reaches every rank's
+    averaged gradients and all ranks skip the same step, keeping the replicas equal.
+    ``MAX_CONSECUTIVE_NONFINITE`` non-finite losses in a row stop the run with
+    :class:`DivergedError`; ``consecutive_nonfinite`` tells the engine that the
+    current weights just produced one (it does not checkpoint them then).
     """
 
     def __init__(
@@ -79,22 +86,30 @@ class StepRunner:
         loss = classification_loss(logits, targets, kind=self.loss_kind, label_smoothing=self.label_smoothing)
         if not torch.isfinite(loss):
             self.consecutive_nonfinite += 1
-            self.skipped_steps += 1
             if self.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
                 raise DivergedError(
                     f"loss was NaN/Inf for {self.consecutive_nonfinite} batches in a row; stopping. "
                     "Lower lr, enable clip_grad, or use amp_level O0; existing checkpoints were kept"
                 )
-            return loss.detach()
-        self.consecutive_nonfinite = 0
+        else:
+            self.consecutive_nonfinite = 0
         self.scaler.scale(loss / self.accumulation_steps).backward()
         return loss.detach()
 
-    def optimizer_step(self) -> None:
-        """Unscale, clip, step and clear the accumulated gradients."""
-        if self.clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm, foreach=True)
-        self.scaler.step(self.optimizer)
+    def optimizer_step(self) -> bool:
+        """Unscale, clip, step and clear the accumulated gradients; False if the step was skipped.
+
+        The gradient norm is computed on every step (``clip_norm`` or no limit) because it
+        is also the finiteness check: fp32 has no GradScaler to refuse a NaN update.
+        """
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.clip_norm if self.clip_norm is not None else math.inf
+        total_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+        finite = bool(torch.isfinite(total_norm))
+        if finite or self.scaler.is_enabled():  # an enabled scaler skips non-finite steps itself
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if not finite:
+            self.skipped_steps += 1
+        return finite
