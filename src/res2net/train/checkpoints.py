@@ -81,11 +81,15 @@ class CheckpointManager:
         self._scores: dict[str, float] = self._read_index()
 
     def save(self, state: dict[str, Any], *, epoch: int, steps_per_epoch: int, top1: float | None) -> Path:
-        """Write the epoch file and ``last.pth``, then delete what the policy drops."""
+        """Write ``last.pth`` and the epoch file, then delete what the policy drops.
+
+        ``last.pth`` goes first: a crash between the two writes then leaves ``last.pth``
+        as the newest complete checkpoint, which ``--resume auto`` reads first.
+        """
         state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
         path = self.directory / f"{self.model_name}-{epoch}_{steps_per_epoch}.pth"
-        atomic_torch_save(state, path)
         atomic_torch_save(state, self.directory / LAST_NAME)
+        atomic_torch_save(state, path)
         self._scores[path.name] = float("-inf") if top1 is None else top1
         self._apply_policy()
         self._write_index()
@@ -99,6 +103,18 @@ class CheckpointManager:
             if match and match["model"] == self.model_name:
                 found.append((int(match["epoch"]), path))
         return [path for _, path in sorted(found)]
+
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete the temporary files of saves that a crash interrupted; returns them.
+
+        They are never read as checkpoints (hidden names ending in ``.tmp``), but each is up
+        to a full checkpoint's size, and a run restarted after many crashes would pile them up.
+        Call only while no save is running (at start-up, on the process that saves).
+        """
+        partial = sorted(self.directory.glob(".*.pth.*.tmp"))
+        for path in partial:
+            path.unlink(missing_ok=True)
+        return partial
 
     def _apply_policy(self) -> None:
         files = self.epoch_files()

@@ -216,6 +216,8 @@ class Trainer:
                 self.logger.info(note)
             self.logger.info(self.summary())
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            for partial in self.checkpoints.remove_partial_writes():
+                self.logger.info(f"removed {partial.name}, left by a checkpoint save that was interrupted")
         final: EvalResult | None = None
         last_saved: Path | None = None
         for epoch in range(self.state.epoch, cfg.epoch_size):
