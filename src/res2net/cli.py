@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 
 from .checkpoint.convert import add_convert_parser, run_convert
@@ -73,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(entry: Callable[[], int]) -> int:
-    warnings.simplefilter("default")
     try:
         return entry()
     except UserError as error:
