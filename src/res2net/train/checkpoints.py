@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint.formats import CheckpointFormat, detect_format
 from ..errors import CheckpointError
 
 CHECKPOINT_FORMAT = "res2net-train"
@@ -49,13 +50,19 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def read_training_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one of our training checkpoints, or raise CheckpointError naming the file."""
+    """Load one of our training checkpoints, or raise CheckpointError naming the file.
+
+    The format is judged from the leading bytes first, so a text file or a safetensors
+    file is reported as such rather than as whatever torch's unpickler trips over.
+    """
+    kind = detect_format(path)  # CheckpointError for a missing, empty or unrecognised file
+    if kind not in (CheckpointFormat.TORCH_ZIP, CheckpointFormat.TORCH_PICKLE):
+        raise CheckpointError(f"{path} is a {kind.value} file, not a res2net training checkpoint (cannot resume from it)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupted?): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a res2net training checkpoint (cannot resume from it)")
     return state
