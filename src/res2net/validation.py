@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .config import Config, amp_plan, ignored_key_notes
+from .distributed import DistContext, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate
 from .models import create_model
 from .train.data_setup import check_input_size, eval_dataset, eval_loader, without_empty_batches
-from .distributed import DistContext, init_distributed, shutdown
 
 CALIBRATION_IMAGES = 32
 

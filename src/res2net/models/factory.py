@@ -14,9 +14,9 @@ from torch import nn
 
 from .common import ClassifierBackbone
 from .dla import Res2NetDLA
-from .res2net import Res2Net
 from .features import FeatureExtractor
 from .registry import get_model_spec
+from .res2net import Res2Net
 
 ARCHITECTURES: dict[str, type[ClassifierBackbone]] = {"res2net": Res2Net, "res2net_dla": Res2NetDLA}
 
