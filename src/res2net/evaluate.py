@@ -82,9 +82,9 @@ def evaluate(
         topk = logits.topk(k, dim=1).indices
         hit1 = topk[:, 0] == targets
         hitk = (topk == targets[:, None]).any(dim=1)
-        sums += torch.stack([
-            hit1.sum(), hitk.sum(), F.cross_entropy(logits, targets, reduction="sum"), torch.tensor(len(targets), device=device)
-        ]).to(torch.float64)
+        loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+        count = torch.tensor(len(targets), device=device)
+        sums += torch.stack([hit1.sum(), hitk.sum(), loss_sum, count]).to(torch.float64)
         class_total += torch.bincount(targets, minlength=num_classes)
         class_correct += torch.bincount(targets[hit1], minlength=num_classes)
     sums = all_reduce_sum(sums, ctx)

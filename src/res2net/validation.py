@@ -58,7 +58,8 @@ def write_per_class_csv(path: Path, class_names: list[str], result: EvalResult) 
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class_index", "class_name", "correct", "total", "top1"])
-        for index, (name, correct, total) in enumerate(zip(class_names, result.per_class_correct, result.per_class_total)):
+        counts = zip(class_names, result.per_class_correct, result.per_class_total)
+        for index, (name, correct, total) in enumerate(counts):
             writer.writerow([index, name, correct, total, f"{100.0 * correct / total:.4f}" if total else ""])
 
 

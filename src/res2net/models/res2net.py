@@ -130,7 +130,9 @@ class Res2Net(ClassifierBackbone):
                 block_index += 1
             setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
             reduction *= geo.stride
-            self.feature_info.append(FeatureInfo(channels=out_channels, reduction=reduction, module=f"layer{stage + 1}"))
+            self.feature_info.append(
+                FeatureInfo(channels=out_channels, reduction=reduction, module=f"layer{stage + 1}")
+            )
 
         self._init_head(in_channels, num_classes, drop_rate)
         init_weights(self, zero_init_last=zero_init_last)
