@@ -26,7 +26,7 @@ from res2net.inference import (
     preprocess_images,
 )
 from res2net.inference.onnx_runtime import OnnxRuntimeModule
-from res2net.inference.torch_backend import ChannelsLastModule
+from res2net.inference.torch_backend import ChannelsLastModule, cpp_compiler_available
 from res2net.models import build_model
 
 SMALL = (3, 64, 64)
@@ -66,9 +66,14 @@ def model(request: pytest.FixtureRequest) -> nn.Module:
     return random_model(request.param)
 
 
-@pytest.mark.parametrize(("backend", "kind"), [("auto", OnnxRuntimeModule), ("torch", ChannelsLastModule)])
-def test_fp32_matches_eager_at_any_batch_size(model: nn.Module, backend: str, kind: type) -> None:
+@pytest.mark.parametrize(("name", "backend", "kind"), [
+    ("res2net50_26w_4s", "auto", OnnxRuntimeModule),
+    ("res2net_dla60", "auto", OnnxRuntimeModule),
+    ("res2net50_26w_4s", "torch", ChannelsLastModule),
+])
+def test_fp32_matches_eager_at_any_batch_size(name: str, backend: str, kind: type) -> None:
     """auto means onnxruntime (measured fastest); torch is the fallback without it."""
+    model = random_model(name)
     before = copy.deepcopy(model.state_dict())
     fast = optimize_for_inference(model, "fp32", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
     assert isinstance(fast, kind)
@@ -91,17 +96,24 @@ def test_fold_batchnorm_keeps_the_module_tree(model: nn.Module) -> None:
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the input model must not change"
 
 
-def test_bf16_is_folded_channels_last_and_within_two_percent(model: nn.Module) -> None:
-    fast = optimize_for_inference(model, "bf16", example_input_size=SMALL)
-    assert isinstance(fast, ChannelsLastModule)
+@pytest.mark.parametrize(("name", "backend", "compiled"), [
+    # Compiling with inductor takes ~30-60 s on 2 cores: marked slow.
+    pytest.param("res2net50_26w_4s", "auto", cpp_compiler_available(), marks=pytest.mark.slow),
+    ("res2net_dla60", "torch", False),
+])
+def test_bf16_is_folded_channels_last_and_within_two_percent(name: str, backend: str, compiled: bool) -> None:
+    model = random_model(name)
+    fast = optimize_for_inference(model, "bf16", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
+    assert isinstance(fast, ChannelsLastModule) and fast.compiled == compiled
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
-    assert all(c.weight.dtype == torch.bfloat16 for c in convs)
+    assert convs and all(c.weight.dtype == torch.bfloat16 for c in convs)
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs if c.kernel_size != (1, 1))
-    x = torch.randn(3, *SMALL)
-    out = fast(x)
-    assert out.dtype == torch.float32
-    assert relative_error(out, eager(model, x)) < 0.02
+    for batch in (3, 2):  # a second batch size must not need another model
+        x = torch.randn(batch, *SMALL)
+        out = fast(x)
+        assert out.dtype == torch.float32 and out.shape == (batch, 10)
+        assert relative_error(out, eager(model, x)) < 0.02
     assert next(model.parameters()).dtype == torch.float32, "the input model must not change"
 
 

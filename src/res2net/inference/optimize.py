@@ -8,10 +8,11 @@ AVX-512-bf16/AMX development machine, Res2Net-50, batch 16, 224x224, in one proc
   channels_last, 17 for TorchScript freeze + optimize_for_inference and 25 for
   ``torch.compile`` (inductor C++, with freezing), which also costs ~50 s of compilation
   per input shape;
-* bf16 -> eager oneDNN with bf16 weights in channels_last: 1.4x and 1.65x autocast's
-  throughput on the same folded model in two runs, level with it in a third (autocast
-  re-casts every weight on every call, and keeps fp32 weights in memory); on a quiet
-  machine autocast already reached 49 img/s; onnxruntime has no bf16 CPU convolutions;
+* bf16 -> ``torch.compile`` (inductor C++ backend, frozen weights) of the bf16,
+  channels_last model: 1.3-2x eager oneDNN bf16 in interleaved runs (eager itself beat
+  autocast by 1.4x, which re-casts every weight on every call), for ~15-45 s of
+  compilation on first use and again for the first batch of one; eager oneDNN bf16 when
+  no C++ compiler is installed. onnxruntime has no bf16 CPU convolutions;
 * int8 -> onnxruntime static quantisation (QLinearConv, per-channel weights), calibrated
   on the caller's images: ~2.9x our onnxruntime fp32 path in interleaved runs. PyTorch's
   FX int8 (x86 backend) took ~90 s to prepare and ran at roughly half onnxruntime int8's
@@ -33,7 +34,7 @@ from torch import nn
 
 from .fold import fold_batchnorm
 from .onnx_runtime import OnnxRuntimeModule, onnx_bytes, quantize_int8, require_onnxruntime
-from .torch_backend import ChannelsLastModule
+from .torch_backend import ChannelsLastModule, cpp_compiler_available
 
 Precision = Literal["fp32", "bf16", "int8"]
 Backend = Literal["auto", "onnxruntime", "torch"]
@@ -78,9 +79,9 @@ def optimize_for_inference(
         example_input_size: ``(C, H, W)`` used to trace the graph for ONNX; the result
             still accepts other batch and spatial sizes.
         backend: ``auto`` picks the measured fastest (above); ``torch`` forces eager
-            oneDNN for fp32 (e.g. when onnxruntime is not installed); ``onnxruntime``
-            forces onnxruntime for fp32. bf16 always runs in torch and int8 always in
-            onnxruntime, the only backends that do them well here.
+            oneDNN for fp32 and bf16 (no onnxruntime needed, no compilation wait);
+            ``onnxruntime`` forces onnxruntime for fp32. int8 always runs in
+            onnxruntime.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -93,9 +94,9 @@ def optimize_for_inference(
         return OnnxRuntimeModule(quantize_int8(float_graph, images), precision="int8")
     folded = fold_batchnorm(model)
     if precision == "bf16":
-        return ChannelsLastModule(folded, torch.bfloat16)
+        return ChannelsLastModule(folded, torch.bfloat16, compile_model=backend != "torch" and cpp_compiler_available())
     use_onnxruntime = backend == "onnxruntime" or (backend == "auto" and _onnxruntime_available())
     if use_onnxruntime:
         require_onnxruntime()
         return OnnxRuntimeModule(onnx_bytes(folded, example_input_size), precision="fp32")
-    return ChannelsLastModule(folded, torch.float32)
+    return ChannelsLastModule(folded, torch.float32, compile_model=False)
