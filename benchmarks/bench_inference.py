@@ -1,8 +1,8 @@
 """Inference throughput: timm and onnxruntime baselines against our fast path.
 
 Res2Net-50 (26w x 4s), batch 16, 224x224, all contenders in ONE process, measured in
-interleaved rounds (one batch each per round) so that load from other processes hits
-them all alike; medians of the per-round times and ratios to timm are reported, plus
+interleaved rounds (one batch each per round, in a shuffled order) so that load from
+other processes hits them all alike; medians of the per-round times and ratios to timm are reported, plus
 the peak RSS of the process. Not a test: run it by hand on a quiet machine.
 
     python benchmarks/bench_inference.py --threads 2 --rounds 7
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import resource
 import statistics
 import sys
@@ -155,10 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     outputs = {name: run() for name, run in contenders.items()}  # warm-up (oneDNN primitives, ORT arenas)
     reference = outputs["timm eager fp32 NCHW"]
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    order = list(contenders)
+    shuffler = random.Random(0)
     for round_index in range(args.rounds):
-        for name, run in contenders.items():
+        # A new order each round: a contender must not always follow the same one (an
+        # onnxruntime or OpenMP pool still spinning after its run slows the next one).
+        shuffler.shuffle(order)
+        for name in order:
             t0 = time.perf_counter()
-            run()
+            contenders[name]()
             times[name].append(time.perf_counter() - t0)
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
 
