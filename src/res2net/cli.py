@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from .checkpoint.convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .errors import UserError
+from .inference.export import add_export_parser, run_export
+from .inference.predict import add_predict_parser, run_predict
 from .models import get_model_spec, list_models
 from .serve.cli import add_serve_parser, run_serve
 
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         (add_demo_data_parser, run_demo_data),
         (add_prepare_imagenet_parser, run_prepare_imagenet),
         (add_convert_parser, run_convert),
+        (add_predict_parser, run_predict),
+        (add_export_parser, run_export),
         (add_serve_parser, run_serve),
     ]
     for add_parser, handler in registrations:
