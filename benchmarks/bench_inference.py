@@ -15,83 +15,19 @@ digits validation split, calibrated on training images.
 from __future__ import annotations
 
 import argparse
-import copy
-import random
-import resource
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import nn
 
-from res2net.inference import (
-    PreprocessInfo,
-    load_inference_model,
-    optimize_for_inference,
-    preprocess_for,
-    preprocess_images,
-)
-from res2net.inference.onnx_runtime import make_session, onnx_bytes
-from res2net.models import build_model
+from res2net.benchmark import interleaved, peak_rss_mib
+from res2net.inference import PreprocessInfo, load_inference_model, preprocess_for, preprocess_images
+from res2net.inference.benchmark import TIMM_CHANNELS_LAST, TIMM_NCHW, TIMM_ONNXRUNTIME, inference_contenders
 
 MODEL = "res2net50_26w_4s"
-INPUT = (3, 224, 224)
-
-
-def _randomize_batchnorm(model: nn.Module) -> None:
-    """Trained-like BatchNorm statistics: identity ones would hide folding costs/benefits."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-
-
-def _contenders(batch: torch.Tensor, calibration: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
-    import timm
-
-    timm_model = timm.create_model(MODEL, pretrained=False).eval()
-    _randomize_batchnorm(timm_model)
-    timm_cl = copy.deepcopy(timm_model).to(memory_format=torch.channels_last)
-    ours = build_model(MODEL)
-    ours.load_state_dict(timm_model.state_dict())  # same weights: outputs are comparable
-    ours.eval()
-    # onnxruntime on timm's own (unfolded) export, as a user would run it.
-    timm_session = make_session(onnx_bytes(timm_model, INPUT))
-    fast = {p: optimize_for_inference(ours, p, calibration_images=calibration) for p in ("fp32", "bf16", "int8")}
-    batch_cl = batch.contiguous(memory_format=torch.channels_last)
-    array = batch.numpy()
-
-    def timm_nchw() -> torch.Tensor:
-        with torch.inference_mode():
-            return timm_model(batch)
-
-    def timm_channels_last() -> torch.Tensor:
-        with torch.inference_mode():
-            return timm_cl(batch_cl)
-
-    def timm_onnxruntime() -> torch.Tensor:
-        return torch.from_numpy(timm_session.run(None, {"input": array})[0])
-
-    return {
-        "timm eager fp32 NCHW": timm_nchw,
-        "timm eager fp32 channels_last": timm_channels_last,
-        "onnxruntime, timm's ONNX export": timm_onnxruntime,
-        "ours fp32 (optimize_for_inference)": lambda: fast["fp32"](batch),
-        "ours bf16 (optimize_for_inference)": lambda: fast["bf16"](batch),
-        "ours int8 (optimize_for_inference)": lambda: fast["int8"](batch),
-    }
-
-
-def _peak_rss_mib() -> float:
-    # ru_maxrss is KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+IMAGE_SIZE = 224
 
 
 def _folder_images(split: Path, class_names: list[str]) -> tuple[list[Path], torch.Tensor]:
@@ -146,41 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.digits_checkpoint is not None:
         digits_agreement(args.digits_checkpoint, args.digits_dir, args.calibration_images)
         return 0
-    torch.manual_seed(0)
-    batch = torch.randn(args.batch_size, *INPUT)
-    calibration = torch.randn(args.calibration_images, *INPUT)
+    calibration = torch.randn(args.calibration_images, 3, IMAGE_SIZE, IMAGE_SIZE)
     start = time.perf_counter()
-    contenders = _contenders(batch, calibration)
+    contenders = inference_contenders(MODEL, MODEL, args.batch_size, IMAGE_SIZE, calibration)
     print(f"setup (models, exports, int8 calibration): {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
-    outputs = {name: run() for name, run in contenders.items()}  # warm-up (oneDNN primitives, ORT arenas)
-    reference = outputs["timm eager fp32 NCHW"]
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    order = list(contenders)
-    shuffler = random.Random(0)
-    for round_index in range(args.rounds):
-        # A new order each round: a contender must not always follow the same one (an
-        # onnxruntime or OpenMP pool still spinning after its run slows the next one).
-        shuffler.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - t0)
-        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
-
-    base = {k: args.batch_size / statistics.median(times[k]) for k in times}
-    timm_nchw = base["timm eager fp32 NCHW"]
-    timm_cl = base["timm eager fp32 channels_last"]
-    ort_timm = base["onnxruntime, timm's ONNX export"]
-    print(f"{MODEL}, batch {args.batch_size}, {INPUT[1]}x{INPUT[2]}, {args.threads} threads, "
+    outputs = {name: run() for name, run in contenders.items()}  # also the warm-up (oneDNN primitives, ORT arenas)
+    reference = outputs[TIMM_NCHW]
+    timings = {t.name: t.per_second for t in interleaved(contenders, rounds=args.rounds, items=args.batch_size,
+                                                          warmup=0)}
+    timm_nchw, timm_cl, ort_timm = timings[TIMM_NCHW], timings[TIMM_CHANNELS_LAST], timings[TIMM_ONNXRUNTIME]
+    print(f"{MODEL}, batch {args.batch_size}, {IMAGE_SIZE}x{IMAGE_SIZE}, {args.threads} threads, "
           f"{args.rounds} interleaved rounds, median img/s")
     print(f"{'contender':38s} {'img/s':>7s} {'x timm NCHW':>11s} {'x timm CL':>9s} {'x ORT':>6s} {'max rel err':>11s}")
-    for name, ips in base.items():
+    for name, ips in timings.items():
         error = float((outputs[name] - reference).abs().max() / reference.abs().max())
         print(f"{name:38s} {ips:7.2f} {ips / timm_nchw:11.2f} {ips / timm_cl:9.2f} {ips / ort_timm:6.2f} {error:11.2e}")
     agree = float((outputs["ours int8 (optimize_for_inference)"].argmax(1) == reference.argmax(1)).float().mean())
     print(f"int8 top-1 agreement with fp32 on this (random-weight, random-input) batch: {agree:.2%}")
-    print(f"peak RSS of the process: {_peak_rss_mib():.0f} MiB")
+    print(f"peak RSS of the process: {peak_rss_mib():.0f} MiB")
     return 0
 
 

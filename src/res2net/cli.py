@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .benchmark import add_benchmark_parser, run_benchmark
 from .checkpoint.convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .errors import UserError
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         (add_predict_parser, run_predict),
         (add_export_parser, run_export),
         (add_serve_parser, run_serve),
+        (add_benchmark_parser, run_benchmark),
     ]
     for add_parser, handler in registrations:
         add_parser(subparsers).set_defaults(handler=handler)
