@@ -179,3 +179,9 @@ def test_drop_path_and_dropout_only_act_in_training() -> None:
     model.train()
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x))
+
+
+@pytest.mark.parametrize("size", [80, 97, 100])
+def test_dla_accepts_sizes_that_are_not_multiples_of_32(size: int, models: dict[str, torch.nn.Module]) -> None:
+    with torch.no_grad():
+        assert models["res2net_dla60"](torch.randn(1, 3, size, size)).shape == (1, 7)

@@ -106,7 +106,11 @@ class DlaTree(nn.Module):
         if level_root:
             root_dim += in_channels
         self.level_root = level_root
-        self.downsample: nn.Module = nn.MaxPool2d(stride, stride=stride) if stride > 1 else nn.Identity()
+        # ceil_mode keeps the pooled shortcut the size of the strided-convolution path on odd
+        # inputs (e.g. 100x100); on even sizes it is identical to the paper's floor pooling.
+        self.downsample: nn.Module = (
+            nn.MaxPool2d(stride, stride=stride, ceil_mode=True) if stride > 1 else nn.Identity()
+        )
         self.project: nn.Module = nn.Identity()
         self.root: DlaRoot | None = None
         if levels == 1:
