@@ -23,12 +23,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Config, amp_plan, ignored_key_notes
+from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from ..errors import CheckpointError
 from ..evaluate import EvalResult, evaluate
 from ..models import create_model
 from .checkpoints import CheckpointManager, find_resume_checkpoint, read_training_checkpoint
 from .data_setup import TrainData, build_train_data, check_input_size
-from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
@@ -258,7 +258,15 @@ class Trainer:
         self.schedule.apply(self.optimizer, self.state.step)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         description = f"epoch {epoch + 1}/{cfg.epoch_size}"
-        for index, batch in enumerate(self.logger.progress(loader, total=len(loader), description=description), start=1):
+
+        def status() -> str:
+            seconds = time.perf_counter() - started
+            rate = samples * self.ctx.world_size / seconds if seconds > 0 else 0.0
+            loss = loss_sum.item() / max(1, batches)
+            return f"loss {loss:.4f} lr {self.optimizer.param_groups[0]['lr']:.3g} {rate:.1f} img/s"
+
+        batches_seen = self.logger.progress(loader, total=len(loader), description=description, status=status)
+        for index, batch in enumerate(batches_seen, start=1):
             if batch is None:  # every image of this batch was unreadable (counted by the dataset)
                 continue
             images, targets = batch

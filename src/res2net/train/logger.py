@@ -11,7 +11,7 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,20 +37,31 @@ class RunLogger:
         if self.enabled:
             tqdm.write(message, file=sys.stdout)
 
-    def progress(self, iterable: Iterable[T], *, total: int, description: str) -> Iterator[T]:
-        """A tqdm bar on a terminal; elsewhere (CI, log files) a line every ``log_interval`` steps."""
+    def progress(
+        self, iterable: Iterable[T], *, total: int, description: str, status: Callable[[], str] | None = None
+    ) -> Iterator[T]:
+        """A tqdm bar on a terminal; elsewhere (CI, log files) a line every ``log_interval`` steps.
+
+        ``status`` (running loss, lr, img/s) is asked for every ``log_interval`` steps only,
+        because reading the loss off the device waits for the step to finish.
+        """
         if not self.enabled:
             yield from iterable
             return
+        bar = None
         if sys.stdout.isatty():
-            yield from tqdm(iterable, total=total, desc=description, dynamic_ncols=True, leave=False)
-            return
+            bar = tqdm(iterable, total=total, desc=description, dynamic_ncols=True, leave=False)
         started = time.perf_counter()
-        for index, item in enumerate(iterable, start=1):
+        for index, item in enumerate(bar if bar is not None else iterable, start=1):
             yield item
-            if index % self.log_interval == 0 or index == total:
+            if index % self.log_interval != 0 and index != total:
+                continue
+            text = status() if status is not None else ""
+            if bar is not None:
+                bar.set_postfix_str(text, refresh=False)
+            else:
                 elapsed = time.perf_counter() - started
-                print(f"{description}: step {index}/{total} ({elapsed:.0f}s)", flush=True)
+                print(f"{description}: step {index}/{total} ({elapsed:.0f}s) {text}".rstrip(), flush=True)
 
     def log_metrics(self, step: int, metrics: dict[str, Any]) -> None:
         """Append one row to metrics.jsonl / metrics.csv and TensorBoard."""
