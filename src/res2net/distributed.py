@@ -92,12 +92,20 @@ def init_distributed(distribute: bool, device: str = "auto") -> DistContext:
     torch_device = resolve_device(device, local_rank)
     backend = "nccl" if torch_device.type == "cuda" else "gloo"
     if not dist.is_initialized():
+        timeout = datetime.timedelta(minutes=30)
+        store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is not None:
+            # torchrun keeps one store for all restarts of a group; without a fresh namespace a
+            # restarted rank can read a dead rank's Gloo/NCCL address from the previous attempt
+            # and fail to connect (or wait forever) instead of resuming.
+            store = dist.PrefixStore(f"res2net/attempt_{attempt}", store)
         dist.init_process_group(
             backend=backend,
-            init_method="env://",
+            store=store,
             rank=rank,
             world_size=world_size,
-            timeout=datetime.timedelta(minutes=30),
+            timeout=timeout,
             device_id=torch_device if torch_device.type == "cuda" else None,
         )
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device,
