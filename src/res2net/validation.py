@@ -18,7 +18,7 @@ from .config import Config, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate
 from .models import create_model
-from .train.data_setup import check_input_size, eval_dataset, eval_loader, without_empty_batches
+from .train.data_setup import eval_dataset, eval_loader, without_empty_batches
 
 CALIBRATION_IMAGES = 32
 
@@ -43,7 +43,6 @@ def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, loader: torch
         in_chans=cfg.in_channels,
         use_ema=cfg.use_ema,
     ).eval()
-    check_input_size(model, cfg)
     if cfg.precision == "eager":
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return model.to(ctx.device, memory_format=memory_format)

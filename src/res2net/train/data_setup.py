@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import Config
@@ -27,7 +26,6 @@ from ..data import (
     set_epoch,
 )
 from ..distributed import DistContext
-from ..errors import ConfigError
 
 
 def eval_dataset(cfg: Config) -> ImageFolderDataset:
@@ -37,29 +35,6 @@ def eval_dataset(cfg: Config) -> ImageFolderDataset:
         mean=cfg.mean, std=cfg.std,
     )
     return ImageFolderDataset(cfg.data_dir, cfg.val_split, transform=transform)
-
-
-def check_input_size(model: nn.Module, cfg: Config) -> None:
-    """ConfigError if the model cannot take ``image_resize`` inputs (too small for its downsampling).
-
-    Found by one eval-mode forward pass of a zero image before any data is loaded; otherwise
-    the mistake surfaces as a pooling RuntimeError deep inside the first batch. Eval mode and
-    no_grad leave the weights, BN statistics and random streams untouched (exact resume).
-    """
-    was_training = model.training
-    device = next(model.parameters()).device
-    probe = torch.zeros(1, cfg.in_channels, cfg.image_resize, cfg.image_resize, device=device)
-    try:
-        with torch.no_grad():
-            model.eval()(probe)
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"image_resize {cfg.image_resize} is too small for {cfg.model} "
-            f"(the model fails on {cfg.image_resize}x{cfg.image_resize} inputs: {reason})"
-        ) from None
-    finally:
-        model.train(was_training)
 
 
 def eval_loader(cfg: Config, dataset: ImageFolderDataset, ctx: DistContext) -> DataLoader:

@@ -28,7 +28,7 @@ from ..errors import CheckpointError
 from ..evaluate import EvalResult, evaluate
 from ..models import create_model
 from .checkpoints import CheckpointManager, find_resume_checkpoint, read_training_checkpoint
-from .data_setup import TrainData, build_train_data, check_input_size
+from .data_setup import TrainData, build_train_data
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
@@ -107,7 +107,6 @@ class Trainer:
         self.data: TrainData = build_train_data(cfg, ctx)
         self.num_classes = cfg.num_classes or len(self.data.class_names)
         self.model = self._build_model()
-        check_input_size(self.model, cfg)
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule.from_config(cfg, self.data.steps_per_epoch)
         self.train_amp = amp_plan(cfg, ctx.device.type)
