@@ -311,7 +311,7 @@ def test_torchrun_restarts_after_a_worker_is_killed_and_resumes(tiny_digits_dir:
     torchrun (``--max-restarts 1``) restarts both workers; ``--resume auto`` takes epoch 1's
     checkpoint and the run completes. (Before init_distributed gave each attempt its own store
     namespace, the restarted ranks could read the dead rank's Gloo address from the first
-    attempt and fail to connect or hang: 4 runs in 8 failed here.)
+    attempt and fail to connect or hang: 5 runs in 8 failed here.)
     """
     marker = tmp_path / "crashed"
     env = {**cli_env(), "CRASH_MARKER": str(marker), "CRASH_AT_STEP": "3", "CRASH_RANK": "1"}
