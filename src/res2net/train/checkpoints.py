@@ -57,7 +57,9 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     """
     kind = detect_format(path)  # CheckpointError for a missing, empty or unrecognised file
     if kind not in (CheckpointFormat.TORCH_ZIP, CheckpointFormat.TORCH_PICKLE):
-        raise CheckpointError(f"{path} is a {kind.value} file, not a res2net training checkpoint (cannot resume from it)")
+        raise CheckpointError(
+            f"{path} is a {kind.value} file, not a res2net training checkpoint (cannot resume from it)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
