@@ -208,8 +208,8 @@ class Config:
     # --- validation ---------------------------------------------------------------------
     per_class_csv: str = key("", "validate: also write per-class accuracy to this CSV file", VALIDATION,
                              ours=True)
-    precision: str = key("eager", "validate: eager model (with val_amp_level), or the optimised inference path in fp32, bf16 or int8 "
-                         "(see res2net.optimize_for_inference)",
+    precision: str = key("eager", "validate: eager model (with val_amp_level), or the optimised inference path "
+                         "in fp32, bf16 or int8 (see res2net.optimize_for_inference)",
                          VALIDATION, choices=("eager", "fp32", "bf16", "int8"), ours=True)
     use_ema: bool = key(False, "validate: evaluate the EMA weights of a training checkpoint", VALIDATION, ours=True)
 

@@ -134,7 +134,9 @@ class CheckpointManager:
         else:
             # Best top-1 first; among equal scores the newer file wins.
             ranked = sorted(
-                enumerate(files), key=lambda item: (self._scores.get(item[1].name, float("-inf")), item[0]), reverse=True
+                enumerate(files),
+                key=lambda item: (self._scores.get(item[1].name, float("-inf")), item[0]),
+                reverse=True,
             )
             doomed = [path for _, path in ranked[self.keep_max :]]
         for path in doomed:

@@ -24,7 +24,9 @@ class DivergedError(UserError):
     """The loss stayed NaN/Inf; raised before any checkpoint could be overwritten."""
 
 
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, *, kind: str, label_smoothing: float) -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, targets: torch.Tensor, *, kind: str, label_smoothing: float
+) -> torch.Tensor:
     """CE or BCE on hard class indices or soft (mixup/cutmix) target distributions.
 
     Soft targets arrive already smoothed by the mixer, so smoothing applies to hard ones only.
