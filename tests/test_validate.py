@@ -77,3 +77,17 @@ def test_validate_equals_hand_computation(
         rows = list(csv.DictReader(handle))
     assert [int(row["correct"]) for row in rows] == expected["per_class"]
     assert [int(row["total"]) for row in rows] == [3] * 10
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_validate_with_the_fast_path_agrees_with_eager(checkpoint: Path, tiny_digits_dir: Path, precision: str) -> None:
+    """``--precision`` runs optimize_for_inference (int8 calibrated on validation batches) over the same images."""
+    args = ["-c", str(DEMO_RECIPE), "--data_dir", str(tiny_digits_dir), "--image_resize", "16",
+            "--ckpt_path", str(checkpoint), "--batch_size", "8"]
+    eager = validate(load_config(args, purpose="validate"))
+    fast = validate(load_config([*args, "--precision", precision], purpose="validate"))
+    assert fast.num_samples == eager.num_samples == 30
+    tolerance = 1e-4 if precision == "fp32" else 0.05
+    assert fast.loss == pytest.approx(eager.loss, rel=tolerance)
+    if precision == "fp32":
+        assert fast.per_class_correct == eager.per_class_correct

@@ -17,6 +17,7 @@ from torch import nn
 from .config import Config, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate
+from .inference.optimize import optimize_for_inference
 from .models import create_model
 from .train.data_setup import eval_dataset, eval_loader, without_empty_batches
 
@@ -46,8 +47,6 @@ def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, loader: torch
     if cfg.precision == "eager":
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return model.to(ctx.device, memory_format=memory_format)
-    from .inference.optimize import optimize_for_inference
-
     calibration = calibration_batch(loader) if cfg.precision == "int8" else None
     return optimize_for_inference(model, precision=cfg.precision, calibration_images=calibration)
 
