@@ -65,38 +65,26 @@ class ModelSpec:
         return next(iter(self.pretrained), None)
 
 
-def _official(file_name: str, top1: float, top5: float | None = None) -> dict[str, PretrainedCfg]:
+def _published(
+    source: Literal["official", "mindcv"], base_url: str, license_text: str, file_name: str, **fields: Any
+) -> dict[str, PretrainedCfg]:
+    """One released file; its name ends in ``-<sha256 prefix>.<ext>``, as both projects name them."""
     sha = file_name.rsplit("-", 1)[-1].split(".")[0]
-    return {
-        "official": PretrainedCfg(
-            tag="official",
-            url=OFFICIAL_BASE_URL + file_name,
-            sha256_prefix=sha,
-            source="official",
-            license=OFFICIAL_LICENSE,
-            top1=top1,
-            top5=top5,
-        )
-    }
+    cfg = PretrainedCfg(
+        tag=source, url=base_url + file_name, sha256_prefix=sha, source=source, license=license_text, **fields
+    )
+    return {source: cfg}
+
+
+def _official(file_name: str, top1: float) -> dict[str, PretrainedCfg]:
+    return _published("official", OFFICIAL_BASE_URL, OFFICIAL_LICENSE, file_name, top1=top1)
 
 
 def _mindcv(file_name: str, top1: float, top5: float) -> dict[str, PretrainedCfg]:
     """MindCV's ImageNet weights: a 1001-class head whose first 1000 outputs are the
     ImageNet classes (the last is never trained), and 0-255 inputs normalised with ImageNet
     statistics, which equals ours after scaling."""
-    sha = file_name.rsplit("-", 1)[-1].split(".")[0]
-    return {
-        "mindcv": PretrainedCfg(
-            tag="mindcv",
-            url=MINDCV_BASE_URL + file_name,
-            sha256_prefix=sha,
-            source="mindcv",
-            license=MINDCV_LICENSE,
-            top1=top1,
-            top5=top5,
-            num_classes=1001,
-        )
-    }
+    return _published("mindcv", MINDCV_BASE_URL, MINDCV_LICENSE, file_name, top1=top1, top5=top5, num_classes=1001)
 
 
 LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
