@@ -13,12 +13,15 @@ from collections.abc import Callable, Sequence
 
 from .benchmark import add_benchmark_parser, run_benchmark
 from .checkpoint.convert import add_convert_parser, run_convert
+from .config import load_config
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .errors import UserError
 from .inference.export import add_export_parser, run_export
 from .inference.predict import add_predict_parser, run_predict
 from .models import get_model_spec, list_models
 from .serve.cli import add_serve_parser, run_serve
+from .train import train
+from .validation import validate
 
 Handler = Callable[[argparse.Namespace], int]
 CONFIG_COMMANDS = ("train", "validate")
@@ -26,9 +29,6 @@ CONFIG_COMMANDS = ("train", "validate")
 
 def train_main(argv: Sequence[str]) -> int:
     """``python train.py ...`` with MindCV's flags."""
-    from .config import load_config
-    from .train import train
-
     result = train(load_config(list(argv), purpose="train"))
     if result.final is not None:
         print(f"final: top-1 {result.final.top1:.2f}%, top-5 {result.final.top5:.2f}% "
@@ -38,9 +38,6 @@ def train_main(argv: Sequence[str]) -> int:
 
 def validate_main(argv: Sequence[str]) -> int:
     """``python validate.py ...`` with MindCV's flags."""
-    from .config import load_config
-    from .validation import validate
-
     validate(load_config(list(argv), purpose="validate"))
     return 0
 

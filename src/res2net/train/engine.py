@@ -105,7 +105,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=ctx.is_main, log_interval=cfg.log_interval)
         seed_everything(cfg.seed)
         self.data: TrainData = build_train_data(cfg, ctx)
-        self.num_classes = cfg.num_classes or len(self.data.class_names)
+        self.num_classes = self.data.num_classes
         self.model = self._build_model()
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule.from_config(cfg, self.data.steps_per_epoch)
