@@ -4,9 +4,12 @@ Starts the server in a child process (so the load generator's Python does not co
 with it for the GIL), sends already-preprocessed FP32 tensors with the binary tensor
 extension (what ``tritonclient.http`` sends, and the cheapest encoding for the client),
 and reports images/s and per-request p50/p99 latency for each scenario, plus the
-speed-up. Not a test: run it by hand, e.g.
+speed-up. It then times the same model alone at batch 1 and at batch ``--concurrency``: the
+ratio of those is the most any batcher could gain (the server's HTTP work comes on top),
+so the two speed-ups side by side show how much of it the batcher realises. Not a test:
+run it by hand, e.g.
 
-    python benchmarks/bench_serve.py --model res2net50 --requests 64
+    python benchmarks/bench_serve.py --model res2net50 --precision bf16 --requests 128
 
 The issue's target is a speed-up >= 1.5x with 8 clients.
 """
@@ -19,8 +22,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -36,10 +41,44 @@ def _serve(args: argparse.Namespace) -> int:
 
     parser = argparse.ArgumentParser(prog="res2net")
     add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    calibration = ["--calibration-dir", str(args.calibration_dir)] if args.calibration_dir else []
     return run_serve(parser.parse_args([
-        "serve", "--model", args.model, "--served-name", SERVED, "--precision", args.precision,
+        "serve", "--model", args.model, "--served-name", SERVED, "--precision", args.precision, *calibration,
         "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms), "--port", "0",
     ]))
+
+
+def _write_calibration_images(directory: Path, count: int = 16) -> None:
+    """Noise images for int8 calibration: scale choices do not change the speed being measured."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(directory / f"{index}.png")
+
+
+def _model_alone(args: argparse.Namespace, size: int, batch: int) -> tuple[float, float]:
+    """Images/s of the served model called directly, at batch 1 and at ``batch`` (medians of 5)."""
+    from res2net.serve.cli import add_serve_parser, build_runner
+
+    parser = argparse.ArgumentParser(prog="res2net")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    calibration = ["--calibration-dir", str(args.calibration_dir)] if args.calibration_dir else []
+    runner = build_runner(
+        parser.parse_args(["serve", "--model", args.model, "--precision", args.precision, *calibration])
+    )
+
+    def images_per_s(rows: int) -> float:
+        pixels = torch.randn(rows, 3, size, size)
+        runner(pixels)  # warm-up (and compilation for a new batch size)
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            runner(pixels)
+            timings.append(time.perf_counter() - started)
+        return rows / sorted(timings)[2]
+
+    return images_per_s(1), images_per_s(batch)
 
 
 @dataclass(frozen=True)
@@ -91,6 +130,8 @@ async def _drive(url: str, clients: int, requests: int, size: int) -> Result:
 def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     command = [sys.executable, __file__, "--serve", "--model", args.model, "--precision", args.precision,
                "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms)]
+    if args.calibration_dir:
+        command += ["--calibration-dir", str(args.calibration_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -112,16 +153,25 @@ def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="res2net50")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
     parser.add_argument("--requests", type=int, default=64, help="requests per scenario (one image each)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-latency-ms", type=float, default=5.0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--calibration-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return _serve(args)
+    if args.precision != "int8":
+        return _benchmark(args)
+    with tempfile.TemporaryDirectory(prefix="bench-serve-calibration-") as tmp:
+        args.calibration_dir = Path(tmp)
+        _write_calibration_images(args.calibration_dir)
+        return _benchmark(args)
 
+
+def _benchmark(args: argparse.Namespace) -> int:
     process, url = _start_server(args)
     try:
         size = httpx.get(f"{url}/v2/models/{SERVED}").json()["inputs"][0]["shape"][2]
@@ -134,14 +184,20 @@ def main() -> int:
         process.terminate()
         process.wait(60)
     mean_batch = (images_after - images_before) / max(batches_after - batches_before, 1.0)
+    alone_single, alone_batched = _model_alone(args, size, args.concurrency)
+    ceiling = alone_batched / alone_single
     print(f"{args.model} ({args.precision}) at {size}x{size}, {args.requests} requests of 1 image per scenario, "
           f"max_batch_size={args.max_batch_size}, max_latency_ms={args.max_latency_ms:g}, "
           f"torch threads={torch.get_num_threads()}")
     print(f"{'clients':>8} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for result in (sequential, concurrent):
-        print(f"{result.clients:>8} {result.images_per_s:>9.2f} {result.percentile(50):>8.1f} {result.percentile(99):>8.1f}")
+        print(f"{result.clients:>8} {result.images_per_s:>9.2f} "
+              f"{result.percentile(50):>8.1f} {result.percentile(99):>8.1f}")
     speedup = concurrent.images_per_s / sequential.images_per_s
-    print(f"speed-up with {args.concurrency} clients: {speedup:.2f}x (mean batch with {args.concurrency} clients: {mean_batch:.2f})")
+    print(f"speed-up with {args.concurrency} clients: {speedup:.2f}x "
+          f"(mean batch with {args.concurrency} clients: {mean_batch:.2f})")
+    print(f"model alone: {alone_single:.2f} img/s at batch 1, {alone_batched:.2f} at batch {args.concurrency} "
+          f"(the most batching can gain: {ceiling:.2f}x)")
     print(json.dumps({
         "model": args.model, "precision": args.precision, "size": size, "requests": args.requests,
         "sequential": {"images_per_s": sequential.images_per_s, "p50_ms": sequential.percentile(50),
@@ -149,6 +205,8 @@ def main() -> int:
         "concurrent": {"clients": args.concurrency, "images_per_s": concurrent.images_per_s,
                        "p50_ms": concurrent.percentile(50), "p99_ms": concurrent.percentile(99)},
         "speedup": speedup, "mean_batch_concurrent": mean_batch,
+        "model_alone": {"batch_1_images_per_s": alone_single, f"batch_{args.concurrency}_images_per_s": alone_batched,
+                        "ceiling": ceiling},
     }))
     return 0
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from contextlib import ExitStack
 
 import pytest
 import torch
 
-from res2net.serve.batcher import BatcherClosed, DynamicBatcher
+from res2net.serve.batcher import BatcherClosed, Deferred, DynamicBatcher
 from res2net.serve.metrics import ServeMetrics
 
 
@@ -37,22 +39,111 @@ async def _submit_all(batcher: DynamicBatcher, batches: list[torch.Tensor]) -> l
     return await asyncio.gather(*(batcher.submit(batch) for batch in batches))
 
 
-def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
+async def _announce_then_submit(batcher: DynamicBatcher, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """What the server does: every request is announced before any of them is ready."""
+    with ExitStack() as stack:
+        slots = [stack.enter_context(batcher.expect()) for _ in batches]
+        return await asyncio.gather(*(slot.submit(batch) for slot, batch in zip(slots, batches, strict=True)))
+
+
+def test_announced_requests_share_batches_and_get_their_own_rows() -> None:
     recorder = Recorder()
     metrics = ServeMetrics()
-    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=200, metrics=metrics)
+    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=2000, metrics=metrics)
     batcher.start()
-    batches = [_batch(100 * i, rows=1 + i % 3) for i in range(6)]  # 12 images in all
-    results = asyncio.run(_submit_all(batcher, batches))
+    batches = [_batch(100 * i, rows=1 + i % 3) for i in range(6)]  # 1+2+3+1+2+3 = 12 images
+    results = asyncio.run(_announce_then_submit(batcher, batches))
     batcher.close()
     for batch, result in zip(batches, results, strict=True):
         torch.testing.assert_close(result, batch[:, :1, 0, 0] * 10)
-    assert sum(recorder.sizes) == 12
-    assert max(recorder.sizes) > 1 and all(size <= 8 for size in recorder.sizes)
+    assert recorder.sizes == [7, 5]  # filled up to the request that would overflow 8, then the rest
     assert recorder.threads == {"res2net-batcher"}
-    assert metrics.registry.get_sample_value("res2net_batch_size_count") == len(recorder.sizes)
+    assert metrics.registry.get_sample_value("res2net_batch_size_count") == 2
     assert metrics.registry.get_sample_value("res2net_batch_size_sum") == 12
     assert metrics.registry.get_sample_value("res2net_queue_depth") == 0
+
+
+def test_a_lone_request_runs_at_once_however_long_the_window() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=16, max_latency_ms=10_000)
+    batcher.start()
+    started = time.monotonic()
+    result = asyncio.run(_announce_then_submit(batcher, [_batch(3)]))
+    elapsed = time.monotonic() - started
+    batcher.close()
+    assert recorder.sizes == [1] and result[0].item() == 30
+    assert elapsed < 2, f"a request with no company waited {elapsed:.1f} s"
+
+
+async def _first_then_second(batcher: DynamicBatcher, submit_second: bool) -> list[torch.Tensor]:
+    """Two announced requests; the second is ready (or withdrawn) 0.3 s after the first."""
+    with batcher.expect() as first_slot:
+        first = asyncio.ensure_future(first_slot.submit(_batch(1)))
+        with batcher.expect() as second_slot:
+            await asyncio.sleep(0.3)
+            if submit_second:
+                return await asyncio.gather(first, second_slot.submit(_batch(2)))
+        return [await first]  # leaving the block without submitting withdrew the announcement
+
+
+def test_a_batch_waits_for_announced_requests() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=10_000)
+    batcher.start()
+    results = asyncio.run(_first_then_second(batcher, submit_second=True))
+    batcher.close()
+    assert recorder.sizes == [2]
+    assert [r.item() for r in results] == [10, 20]
+
+
+def test_a_withdrawn_announcement_releases_the_wait() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=10_000)
+    batcher.start()
+    started = time.monotonic()
+    results = asyncio.run(_first_then_second(batcher, submit_second=False))
+    elapsed = time.monotonic() - started
+    batcher.close()
+    assert recorder.sizes == [1] and results[0].item() == 10
+    assert elapsed < 3, f"the batch waited {elapsed:.1f} s for a request that had been withdrawn"
+
+
+def test_the_window_caps_the_wait_for_announced_requests() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=50)
+    batcher.start()
+    results = asyncio.run(_first_then_second(batcher, submit_second=True))
+    batcher.close()
+    assert recorder.sizes == [1, 1]  # the first ran after 50 ms, not 300
+    assert [r.item() for r in results] == [10, 20]
+
+
+def test_deferred_inputs_are_made_on_the_batcher_thread_and_fail_alone() -> None:
+    recorder = Recorder()
+    makers: set[str] = set()
+
+    def make(value: float) -> torch.Tensor:
+        makers.add(threading.current_thread().name)
+        return _batch(value)
+
+    def broken() -> torch.Tensor:
+        raise ValueError("bad inputs")
+
+    batcher = DynamicBatcher(recorder, max_batch_size=8, max_latency_ms=2000)
+    batcher.start()
+
+    async def scenario() -> list[object]:
+        with batcher.expect() as good, batcher.expect() as bad, batcher.expect() as plain:
+            return await asyncio.gather(
+                good.submit(Deferred(1, lambda: make(4))), bad.submit(Deferred(1, broken)),
+                plain.submit(_batch(5)), return_exceptions=True,
+            )
+
+    good_result, bad_result, plain_result = asyncio.run(scenario())
+    batcher.close()
+    assert isinstance(bad_result, ValueError)
+    assert good_result.item() == 40 and plain_result.item() == 50  # type: ignore[union-attr]
+    assert makers == {"res2net-batcher"} and recorder.sizes == [2]
 
 
 def test_oversized_request_runs_alone() -> None:

@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from res2net.errors import UserError
 from res2net.inference.session import load_model, preprocess_images
 from res2net.models import build_model
+from res2net.serve import cli as serve_cli
 from res2net.serve.cli import add_serve_parser, run_serve
 
 MODEL = "res2net50"
@@ -188,20 +189,32 @@ def test_load_1000_requests_no_5xx_and_flat_memory(served: ServerProcess) -> Non
 
 
 def test_sigterm_drains_in_flight_requests(checkpoint: Path) -> None:
-    server = ServerProcess("--model", MODEL, "--checkpoint", str(checkpoint), "--max-latency-ms", "1500")
+    server = ServerProcess("--model", MODEL, "--checkpoint", str(checkpoint))
     try:
         result: dict[str, httpx.Response] = {}
-        pixels = torch.randn(1, 3, SIZE, SIZE)
+        body = json.dumps(_infer(torch.randn(1, 3, SIZE, SIZE))).encode()
+        started = threading.Event()
+
+        def slow_upload() -> Iterator[bytes]:
+            """The body in three parts over ~1.5 s, so SIGTERM lands while the request is in flight."""
+            third = len(body) // 3
+            yield body[:third]
+            started.set()
+            time.sleep(1.0)
+            yield body[third : 2 * third]
+            time.sleep(0.5)
+            yield body[2 * third :]
 
         def send() -> None:
-            result["response"] = httpx.post(f"{server.url}/v2/models/{MODEL}/infer", json=_infer(pixels), timeout=30)
+            result["response"] = httpx.post(
+                f"{server.url}/v2/models/{MODEL}/infer", content=slow_upload(),
+                headers={"Content-Type": "application/json"}, timeout=30,
+            )
 
         request = threading.Thread(target=send)
         request.start()
-        deadline = time.monotonic() + 10
-        while server.metric("res2net_queue_depth") < 1:  # the request waits in the batcher (1.5 s)
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert started.wait(10)
+        time.sleep(0.2)
         server.process.send_signal(signal.SIGTERM)
         request.join(30)
         assert result["response"].status_code == 200
@@ -248,3 +261,17 @@ def test_bad_checkpoint_process_exits_nonzero_with_one_line(tmp_path: Path) -> N
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def test_the_runner_is_built_on_a_thread_that_then_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's OpenMP team must not outlive it (it would slow the batcher's thread; see batcher)."""
+    builders: list[threading.Thread] = []
+
+    def build(args: argparse.Namespace) -> str:
+        builders.append(threading.current_thread())
+        return "runner"
+
+    monkeypatch.setattr(serve_cli, "_build_runner", build)
+    assert serve_cli.build_runner(argparse.Namespace()) == "runner"
+    (builder,) = builders
+    assert builder is not threading.main_thread() and not builder.is_alive()

@@ -1,8 +1,9 @@
 """The FastAPI app: KServe v2 / Open Inference Protocol REST endpoints over a model runner.
 
 Request handling is arranged so the event loop only moves bytes: body decoding (JSON of a
-224x224 tensor is megabytes) and image decoding run in the thread pool, the forward pass
-runs on the batcher's thread, and the loop is free to accept and batch other requests
+224x224 tensor is megabytes) and image decoding run in the thread pool, image preprocessing
+and the forward pass run on the batcher's thread (the one thread that runs PyTorch's
+parallel kernels; see ``batcher``), and the loop is free to accept and batch other requests
 meanwhile. Every client mistake is a :class:`RequestError` turned into
 ``{"error": "..."}`` with its 4xx status; only faults of the server itself give a 500.
 """
@@ -14,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from .batcher import BatcherClosed, DynamicBatcher
+from .batcher import Batch, BatcherClosed, Deferred, DynamicBatcher
 from .body import read_body
 from .errors import RequestError
 from .metrics import ServeMetrics
@@ -120,15 +122,17 @@ def create_app(
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
         check_model(name)
-        body = await read_body(request, limit=max_body_bytes, timeout_s=body_timeout_s)
-        parsed = await run_in_threadpool(
-            decode_request, body, _header_length(request), input_shape=info.input_size
-        )
-        batch = await run_in_threadpool(_model_batch, model_runner, parsed, max_image_pixels)
-        try:
-            logits = await batcher.submit(batch)
-        except BatcherClosed:
-            return JSONResponse({"error": "the server is shutting down"}, status_code=503)
+        # Announced before its body is read, so a batch being formed waits for it.
+        with batcher.expect() as expected:
+            body = await read_body(request, limit=max_body_bytes, timeout_s=body_timeout_s)
+            parsed = await run_in_threadpool(
+                decode_request, body, _header_length(request), input_shape=info.input_size
+            )
+            batch = await run_in_threadpool(_model_batch, model_runner, parsed, max_image_pixels)
+            try:
+                logits = await expected.submit(batch)
+            except BatcherClosed:
+                return JSONResponse({"error": "the server is shutting down"}, status_code=503)
         encoded = encode_response(logits, parsed, model_name=served_name, class_names=info.class_names)
         return Response(encoded.body, media_type=encoded.media_type, headers=encoded.headers)
 
@@ -139,11 +143,14 @@ def create_app(
     return app
 
 
-def _model_batch(runner: ModelRunner, request: InferRequest, max_image_pixels: int) -> torch.Tensor:
+def _model_batch(runner: ModelRunner, request: InferRequest, max_image_pixels: int) -> Batch:
+    """The request's model input. Images are decoded here (PIL, in the thread pool, where a
+    bad file becomes a 400) and turned into a tensor on the batcher's thread (see batcher)."""
     if request.pixels is not None:
         return torch.from_numpy(request.pixels)
     assert request.images is not None
-    return runner.preprocess(decode_images(request.images, max_pixels=max_image_pixels))
+    images = decode_images(request.images, max_pixels=max_image_pixels)
+    return Deferred(len(images), partial(runner.preprocess, images))
 
 
 def _header_length(request: Request) -> int | None:

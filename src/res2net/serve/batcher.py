@@ -1,10 +1,26 @@
 """Dynamic batching: concurrent requests share one forward pass.
 
-A forward pass over 8 images costs far less than 8 passes over one, so the batcher holds
-the first waiting request for up to ``max_latency_ms`` while others arrive, then runs them
-together (at most ``max_batch_size`` images; a single larger request runs on its own) and
-hands each request its rows back. One worker thread owns the model: inference stays off
-the event loop, and the model is never entered by two threads at once.
+A forward pass over 8 images costs less than 8 passes over one, so requests that are
+waiting together run together (at most ``max_batch_size`` images; a single larger request
+runs on its own) and each gets its rows back. One worker thread owns the model: inference
+stays off the event loop, and the model is never entered by two threads at once.
+
+When to run is the whole design. A fixed wait ("hold the first request ``max_latency_ms``
+for company") taxes every lone request and still fires half-empty batches when the rest
+are a few milliseconds away. Instead the server *announces* each request as soon as its
+headers arrive (:meth:`DynamicBatcher.expect`), while its body is still being read and
+decoded. The worker then
+
+* takes everything already queued (requests that arrived while the last batch ran), and
+* waits, at most ``max_latency_ms``, only while announced requests are still on their way,
+
+so a request that is alone runs at once, and a burst fills its batch.
+
+The worker is also the only thread that runs PyTorch's parallel kernels: a request may hand
+it a :class:`Deferred` batch whose tensor is made there (image preprocessing). libgomp, the
+OpenMP runtime of PyTorch's CPU builds, stops spin-waiting between parallel regions once
+more threads own OpenMP teams than there are cores, and a batch-1 Res2Net-50 forward pass
+in bf16 then measured ~1.5x slower on 2 cores; one thread keeps it at full speed.
 
 ``close()`` stops intake and lets the worker finish everything already queued, which is
 what makes a SIGTERM drain lose no request.
@@ -13,11 +29,12 @@ what makes a SIGTERM drain lose no request.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -25,21 +42,47 @@ import torch
 from .metrics import ServeMetrics
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """``rows`` images whose ``[rows, ...]`` tensor ``make()`` builds on the worker thread."""
+
+    rows: int
+    make: Callable[[], torch.Tensor]
+
+
+Batch = torch.Tensor | Deferred
+
+
 @dataclass
 class _Job:
-    batch: torch.Tensor
+    inputs: Batch
     future: Future[torch.Tensor] = field(default_factory=Future)
 
     @property
     def size(self) -> int:
-        return int(self.batch.shape[0])
+        return self.inputs.rows if isinstance(self.inputs, Deferred) else int(self.inputs.shape[0])
 
-
-_STOP = object()
+    def tensor(self) -> torch.Tensor:
+        return self.inputs.make() if isinstance(self.inputs, Deferred) else self.inputs
 
 
 class BatcherClosed(RuntimeError):
     """Raised by :meth:`DynamicBatcher.submit` once the batcher no longer takes work."""
+
+
+class Expected:
+    """An announced request; :meth:`submit` turns it into queued work (see ``DynamicBatcher.expect``)."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher = batcher
+        self.pending = True
+
+    async def submit(self, batch: Batch) -> torch.Tensor:
+        """Queue ``batch`` (``[N, ...]``) and wait for its ``[N, C]`` result rows."""
+        if not self.pending:
+            raise RuntimeError("an announced request can be submitted once")
+        job = self._batcher._enqueue(batch, announced=self)
+        return await asyncio.wrap_future(job.future)
 
 
 class DynamicBatcher:
@@ -61,9 +104,12 @@ class DynamicBatcher:
         self._max_batch_size = max_batch_size
         self._max_latency_s = max_latency_ms / 1000.0
         self._metrics = metrics
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._lock = threading.Lock()
+        self._jobs: deque[_Job] = deque()
+        self._expected = 0
         self._accepting = False
+        # Guards the four fields above; notified whenever a job arrives, an announced
+        # request stops being expected, or intake closes.
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._work, name="res2net-batcher", daemon=True)
 
     @property
@@ -71,72 +117,102 @@ class DynamicBatcher:
         return self._accepting
 
     def start(self) -> None:
-        with self._lock:
+        with self._changed:
             self._accepting = True
         self._thread.start()
 
-    async def submit(self, batch: torch.Tensor) -> torch.Tensor:
-        """Queue ``batch`` (``[N, ...]``) and wait for its ``[N, C]`` result rows."""
-        job = _Job(batch)
-        with self._lock:
-            if not self._accepting:
-                raise BatcherClosed("the server is shutting down")
-            self._queue.put(job)
-        self._queue_changed(+1)
+    @contextmanager
+    def expect(self) -> Iterator[Expected]:
+        """Announce a request that will be submitted soon, for the duration of the block.
+
+        Batches wait (up to ``max_latency_ms``) for announced requests. Leaving the block
+        without submitting (a bad request) withdraws the announcement.
+        """
+        expected = Expected(self)
+        with self._changed:
+            self._expected += 1
+        try:
+            yield expected
+        finally:
+            with self._changed:
+                if expected.pending:
+                    self._settle(expected)
+
+    async def submit(self, batch: Batch) -> torch.Tensor:
+        """Queue ``batch`` (``[N, ...]``) unannounced and wait for its ``[N, C]`` result rows."""
+        job = self._enqueue(batch, announced=None)
         return await asyncio.wrap_future(job.future)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop taking work, finish every queued job, and join the worker."""
-        with self._lock:
+        with self._changed:
             if not self._accepting:
                 return
             self._accepting = False
-            self._queue.put(_STOP)
+            self._changed.notify_all()
         self._thread.join(timeout_s)
 
+    def _enqueue(self, batch: Batch, announced: Expected | None) -> _Job:
+        job = _Job(batch)
+        with self._changed:
+            if announced is not None:
+                self._settle(announced)
+            if not self._accepting:
+                raise BatcherClosed("the server is shutting down")
+            self._jobs.append(job)
+            self._changed.notify_all()
+        self._queue_changed(+1)
+        return job
+
+    def _settle(self, expected: Expected) -> None:
+        """Caller holds the lock: ``expected`` is no longer on its way."""
+        expected.pending = False
+        self._expected -= 1
+        self._changed.notify_all()
+
     def _work(self) -> None:
-        carried: _Job | None = None
         while True:
-            first = carried if carried is not None else self._queue.get()
-            carried = None
-            if first is _STOP:
-                return
-            assert isinstance(first, _Job)
-            jobs, carried, stop = self._gather(first)
+            with self._changed:
+                while not self._jobs and self._accepting:
+                    self._changed.wait()
+                if not self._jobs:  # closed and drained
+                    return
+                jobs = self._gather()
             self._execute(jobs)
-            if stop:
-                return
 
-    def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None, bool]:
-        """Jobs to run with ``first``, a job that did not fit (runs next), and whether STOP was seen.
-
-        STOP is only ever queued last, so seeing it means nothing is left behind it.
-        """
-        jobs = [first]
-        size = first.size
+    def _gather(self) -> list[_Job]:
+        """Caller holds the lock and the queue is not empty: the jobs for the next pass."""
+        jobs = [self._jobs.popleft()]
+        size = jobs[0].size
         deadline = time.monotonic() + self._max_latency_s
         while size < self._max_batch_size:
+            if self._jobs:
+                if size + self._jobs[0].size > self._max_batch_size:
+                    break  # it runs first in the next pass
+                job = self._jobs.popleft()
+                jobs.append(job)
+                size += job.size
+                continue
             remaining = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
+            if self._expected == 0 or not self._accepting or remaining <= 0:
                 break
-            if item is _STOP:
-                return jobs, None, True
-            assert isinstance(item, _Job)
-            if size + item.size > self._max_batch_size:
-                return jobs, item, False
-            jobs.append(item)
-            size += item.size
-        return jobs, None, False
+            self._changed.wait(remaining)
+        return jobs
 
     def _execute(self, jobs: list[_Job]) -> None:
         self._queue_changed(-len(jobs))
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        tensors = []
+        for job in list(live):
+            try:
+                tensors.append(job.tensor())
+            except Exception as err:  # that request's own inputs failed; the others still run
+                job.future.set_exception(err)
+                live.remove(job)
         if not live:
             return
         try:
-            batch = live[0].batch if len(live) == 1 else torch.cat([job.batch for job in live])
+            batch = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
             if self._metrics is not None:
                 self._metrics.batch_size.observe(batch.shape[0])
             started = time.perf_counter()

@@ -8,6 +8,7 @@ onnxruntime) is not installed; ``run_serve`` says what to install instead.
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
     parser.add_argument("--max-batch-size", type=int, default=16, help="images per batched forward pass")
-    parser.add_argument("--max-latency-ms", type=float, default=5.0, help="longest wait for a batch to fill")
+    parser.add_argument(
+        "--max-latency-ms", type=float, default=5.0,
+        help="longest a batch waits for requests still being received (default 5)",
+    )
     parser.add_argument(
         "--max-body-mb", type=float, default=64.0, help="largest request body accepted, in MiB (default 64)"
     )
@@ -60,7 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from .server import serve
     except ImportError as err:
         raise UserError(f"serving needs the 'serve' extra (pip install 'res2net[serve]'): {err}") from None
-    runner = _build_runner(args)
+    runner = build_runner(args)
     served_name = args.served_name or (args.onnx.stem if args.onnx is not None else args.model)
     app = create_app(
         runner,
@@ -91,6 +95,18 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--max-body-mb must be positive, got {args.max_body_mb:g}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
+
+
+def build_runner(args: argparse.Namespace) -> ModelRunner:
+    """The model runner ``args`` describe, built on a thread that exits when it is done.
+
+    Loading, optimising and warming up a model runs PyTorch's parallel kernels, which gives
+    the calling thread an OpenMP team for as long as that thread lives. Left on the main
+    thread, that team would make every forward pass on the batcher's thread ~1.5x slower
+    (libgomp stops spinning once teams outnumber cores; see ``batcher``).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="res2net-load") as pool:
+        return pool.submit(_build_runner, args).result()
 
 
 def _build_runner(args: argparse.Namespace) -> ModelRunner:

@@ -5,6 +5,9 @@ Outputs are returned as the request asked: ``logits`` and/or ``probabilities`` a
 extension (a BYTES ``[N, K]`` tensor of ``"value:index[:label]"`` strings, best first).
 Each output goes inline in JSON or, when ``binary_data`` is set (``tritonclient``'s
 default), as raw bytes after the JSON header with ``Inference-Header-Content-Length``.
+
+The arithmetic here (softmax, top-k) is numpy, not torch: this runs on the event loop, and
+only the batcher's thread may run PyTorch's parallel kernels (see ``batcher``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import RequestError
@@ -42,12 +46,13 @@ def encode_response(
     """The response body for ``request`` given the model's ``[N, C]`` float32 logits."""
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    probabilities: torch.Tensor | None = None
+    scores = logits.detach().to(torch.float32).numpy()
+    probabilities: np.ndarray | None = None
     for requested in request.outputs:
-        values = logits
+        values = scores
         if requested.name == PROBABILITIES_OUTPUT:
             if probabilities is None:
-                probabilities = torch.softmax(logits, dim=1)
+                probabilities = _softmax(scores)
             values = probabilities
         entry, blob = _encode_output(requested, values, class_names)
         outputs.append(entry)
@@ -62,8 +67,14 @@ def encode_response(
     return EncodedResponse(header + b"".join(blobs), {HEADER_LENGTH: str(len(header))}, BINARY_CONTENT_TYPE)
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by the row maximum so large logits cannot overflow."""
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def _encode_output(
-    requested: RequestedOutput, values: torch.Tensor, class_names: Sequence[str] | None
+    requested: RequestedOutput, values: np.ndarray, class_names: Sequence[str] | None
 ) -> tuple[dict[str, Any], bytes | None]:
     if requested.classification:
         labels = _classification(values, requested.classification, class_names)
@@ -74,9 +85,9 @@ def _encode_output(
         return {"name": requested.name, "shape": shape, "datatype": "BYTES", "data": [s for row in labels for s in row]}, None
     shape = list(values.shape)
     if requested.binary:
-        blob = values.to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        blob = np.ascontiguousarray(values, dtype="<f4").tobytes()
         return _binary_entry(requested.name, shape, "FP32", blob), blob
-    if not bool(torch.isfinite(values).all()):
+    if not bool(np.isfinite(values).all()):
         raise RequestError(
             f"output {requested.name!r} holds non-finite values, which JSON cannot carry; "
             "request it with parameters.binary_data = true"
@@ -95,10 +106,11 @@ def _binary_entry(name: str, shape: list[int], datatype: str, blob: bytes) -> di
 
 
 def _classification(
-    values: torch.Tensor, count: int, class_names: Sequence[str] | None
+    values: np.ndarray, count: int, class_names: Sequence[str] | None
 ) -> list[list[str]]:
     """Top-``count`` entries per row as Triton formats them: ``"value:index"`` plus ``":label"``."""
-    top_values, top_indices = values.topk(min(count, values.shape[1]), dim=1)
+    top_indices = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    top_values = np.take_along_axis(values, top_indices, axis=1)
     rows: list[list[str]] = []
     for row_values, row_indices in zip(top_values.tolist(), top_indices.tolist(), strict=True):
         row = []
