@@ -15,7 +15,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,16 @@ class RecordingRunner(TorchRunner):
 
     def __init__(self, model: nn.Module, size: int) -> None:
         self.batch_sizes: list[int] = []
+        self.threads: set[str] = set()
         super().__init__(model, _preprocess_info(size), preprocess_images)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        self.threads.add(threading.current_thread().name)
+        return super().preprocess(images)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.batch_sizes.append(batch.shape[0])
+        self.threads.add(threading.current_thread().name)
         return super().__call__(batch)
 
 
@@ -226,6 +232,13 @@ def test_image_inference_matches_model_on_preprocessed_images(client: httpx.Clie
     assert response.status_code == 200, response.text
     logits = torch.tensor(response.json()["outputs"][0]["data"]).reshape(2, NUM_CLASSES)
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    # Only the batcher's thread runs torch's parallel kernels (OpenMP; see res2net.serve.batcher).
+    assert runner.threads - {"MainThread"} == {"res2net-batcher"}
+
+
+def test_the_runner_warms_up_single_and_batched_shapes(model: nn.Module) -> None:
+    """A compiled (bf16) model builds both graphs before the server reports ready."""
+    assert RecordingRunner(model, SIZE).batch_sizes == [1, 2]
 
 
 def test_tritonclient_binary_and_json_modes(server: ServerThread, model: nn.Module, runner: RecordingRunner) -> None:

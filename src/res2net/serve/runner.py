@@ -93,16 +93,23 @@ class TorchRunner:
             return self._model(batch).float()
 
 
+#: Batch sizes run before the server reports ready. Two, because a compiled model (bf16)
+#: builds one graph for batches of one and another for every larger batch: warming up both
+#: keeps the ~15 s compilation out of the first request that gets batched with another.
+WARM_UP_BATCH_SIZES = (1, 2)
+
+
 def probe_num_classes(run: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int, int]) -> int:
-    """Classes the model predicts, from one forward pass on a blank image.
+    """Classes the model predicts, from forward passes on blank images.
 
     Asking the model rather than a wrapper attribute works for every form it is served in
-    (plain, BN-folded, quantized, ONNX), and doubles as a warm-up that proves the model
-    runs before the server reports ready.
+    (plain, BN-folded, quantized, ONNX), and doubles as the warm-up (one pass per size in
+    ``WARM_UP_BATCH_SIZES``) that proves the model runs before the server reports ready.
     """
-    logits = run(torch.zeros(1, *input_size))
-    if logits.ndim != 2 or logits.shape[0] != 1:
-        raise ValueError(f"the model must return [N, num_classes] logits, got shape {list(logits.shape)}")
+    for rows in WARM_UP_BATCH_SIZES:
+        logits = run(torch.zeros(rows, *input_size))
+        if logits.ndim != 2 or logits.shape[0] != rows:
+            raise ValueError(f"the model must return [N, num_classes] logits, got shape {list(logits.shape)}")
     return int(logits.shape[1])
 
 
