@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=64, help="requests per scenario (one image each)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--max-latency-ms", type=float, default=5.0)
+    parser.add_argument("--max-latency-ms", type=float, default=10.0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calibration-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -46,7 +46,7 @@ def create_app(
     *,
     served_name: str,
     max_batch_size: int = 16,
-    max_latency_ms: float = 5.0,
+    max_latency_ms: float = 10.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout_s: float = 30.0,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,

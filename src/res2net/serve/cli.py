@@ -47,8 +47,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
     parser.add_argument("--max-batch-size", type=int, default=16, help="images per batched forward pass")
     parser.add_argument(
-        "--max-latency-ms", type=float, default=5.0,
-        help="longest a batch waits for requests still being received (default 5)",
+        "--max-latency-ms", type=float, default=10.0,
+        help="longest a batch waits for requests still being received (default 10)",
     )
     parser.add_argument(
         "--max-body-mb", type=float, default=64.0, help="largest request body accepted, in MiB (default 64)"
