@@ -29,7 +29,9 @@ from PIL import Image, ImageDraw
 
 from res2net.data import ImageFolderDataset, build_train_transform
 
-RECIPE = dict(scale=(0.08, 1.0), ratio=(0.75, 1.333), interpolation="bilinear", hflip=0.5, color_jitter=0.4, re_prob=0.5)
+RECIPE = dict(
+    scale=(0.08, 1.0), ratio=(0.75, 1.333), interpolation="bilinear", hflip=0.5, color_jitter=0.4, re_prob=0.5
+)
 
 
 def write_photos(root: Path, count: int, seed: int = 0) -> None:
@@ -40,7 +42,9 @@ def write_photos(root: Path, count: int, seed: int = 0) -> None:
         y, x = np.mgrid[0:height, 0:width].astype(np.float32)
         colours = rng.uniform(0, 255, (3, 3))
         waves = rng.uniform(1, 6, 3)
-        planes = [c[0] * 0.5 + c[1] * x / width * 0.5 + (c[2] - 128) * np.sin(y / height * w) for c, w in zip(colours, waves)]
+        planes = [
+            c[0] * 0.5 + c[1] * x / width * 0.5 + (c[2] - 128) * np.sin(y / height * w) for c, w in zip(colours, waves)
+        ]
         pixels = np.stack(planes, -1) + rng.normal(0, 10, (height, width, 3))
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(image)

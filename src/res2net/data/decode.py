@@ -28,7 +28,9 @@ from torchvision.io import ImageReadMode, decode_jpeg
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency here) and
 # warns on every call; the decoder still works and is the fastest JPEG path we have, so silence
 # exactly that message instead of flooding every epoch's log with it.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning)
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
+)
 
 _JPEG_MAGIC = b"\xff\xd8"
 _DRAFT_FACTORS = (8, 4, 2)
@@ -180,5 +182,7 @@ def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 def _as_rgb_tensor(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.dtype != torch.uint8 or tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
-        raise ValueError(f"expected a uint8 (C, H, W) tensor with 1 or 3 channels, got {tensor.dtype} {tuple(tensor.shape)}")
+        raise ValueError(
+            f"expected a uint8 (C, H, W) tensor with 1 or 3 channels, got {tensor.dtype} {tuple(tensor.shape)}"
+        )
     return tensor.expand(3, -1, -1) if tensor.shape[0] == 1 else tensor

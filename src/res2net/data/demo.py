@@ -22,7 +22,9 @@ _MARKER = ".res2net-digits.json"
 _JPEG_QUALITY = 95
 
 
-def write_digits_dataset(root: Path, *, image_size: int = 64, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+def write_digits_dataset(
+    root: Path, *, image_size: int = 64, val_fraction: float = 0.2, seed: int = 0
+) -> dict[str, Any]:
     """Write the digits under ``root``; returns counts per split and whether anything was written.
 
     Idempotent: a marker file, written last, records the arguments and counts; when it matches

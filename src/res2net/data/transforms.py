@@ -68,7 +68,8 @@ def interpolation_mode(name: str) -> InterpolationMode:
     try:
         return _INTERPOLATIONS[name.lower()]
     except KeyError:
-        raise ValueError(f"interpolation {name!r} is not supported (choose from {', '.join(_INTERPOLATIONS)})") from None
+        choices = ", ".join(_INTERPOLATIONS)
+        raise ValueError(f"interpolation {name!r} is not supported (choose from {choices})") from None
 
 
 class RandomResizedCropDecode:
@@ -132,7 +133,8 @@ class RandomResizedCropDecode:
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio}, {self.interpolation.value})"
+        name = type(self).__name__
+        return f"{name}(size={self.size}, scale={self.scale}, ratio={self.ratio}, {self.interpolation.value})"
 
 
 class ResizeCenterCropDecode:
@@ -228,7 +230,9 @@ def build_train_transform(
         jitter = FloatColorJitter(*_jitter_args(color_jitter))
     steps.append(ToNormalizedFloat(mean01, std01, jitter))
     if re_prob > 0:
-        steps.append(v2.RandomErasing(re_prob, scale=tuple(re_scale), ratio=tuple(re_ratio), value=_erase_value(re_value)))
+        steps.append(
+            v2.RandomErasing(re_prob, scale=tuple(re_scale), ratio=tuple(re_ratio), value=_erase_value(re_value))
+        )
     return v2.Compose(steps)
 
 

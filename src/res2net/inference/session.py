@@ -119,7 +119,8 @@ def _pretrained_cfg(model_name: str, pretrained: bool | str) -> PretrainedCfg:
     if tag is None:
         return PretrainedCfg(tag="none", url="", sha256_prefix="", source="official", license="", top1=None)
     if tag not in spec.pretrained:
-        raise UserError(f"model {model_name} has no pretrained weights tagged {tag!r} (has: {', '.join(spec.pretrained)})")
+        tags = ", ".join(spec.pretrained)
+        raise UserError(f"model {model_name} has no pretrained weights tagged {tag!r} (has: {tags})")
     return spec.pretrained[tag]
 
 

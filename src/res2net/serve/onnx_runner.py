@@ -46,7 +46,9 @@ def read_sidecar(path: Path) -> Any:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} not found: --onnx needs the JSON that `res2net export` writes beside the .onnx") from None
+        raise CheckpointError(
+            f"{path} not found: --onnx needs the JSON that `res2net export` writes beside the .onnx"
+        ) from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
     if not isinstance(document, dict):

@@ -79,10 +79,11 @@ def _encode_output(
     if requested.classification:
         labels = _classification(values, requested.classification, class_names)
         shape = [len(labels), len(labels[0])]
+        flat = [item for row in labels for item in row]
         if requested.binary:
-            blob = _bytes_tensor([item for row in labels for item in row])
+            blob = _bytes_tensor(flat)
             return _binary_entry(requested.name, shape, "BYTES", blob), blob
-        return {"name": requested.name, "shape": shape, "datatype": "BYTES", "data": [s for row in labels for s in row]}, None
+        return {"name": requested.name, "shape": shape, "datatype": "BYTES", "data": flat}, None
     shape = list(values.shape)
     if requested.binary:
         blob = np.ascontiguousarray(values, dtype="<f4").tobytes()
