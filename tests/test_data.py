@@ -107,7 +107,9 @@ def test_digits_are_learnable_images(digits: tuple[Path, dict]) -> None:
     """The JPEGs still look like the digits: class means differ far more than noise."""
     root, _ = digits
     ds = ImageFolderDataset(root, "train")
-    means = torch.stack([torch.stack([ds[i][0].float() for i in range(len(ds)) if ds.targets[i] == c]).mean(0) for c in (0, 1)])
+    means = torch.stack(
+        [torch.stack([ds[i][0].float() for i in range(len(ds)) if ds.targets[i] == c]).mean(0) for c in (0, 1)]
+    )
     assert (means[0] - means[1]).abs().mean() > 20
 
 
@@ -242,7 +244,11 @@ def test_prepare_imagenet_arranges_by_devkit_order(flat_val: tuple[Path, Path, l
     assert counts == {"images": 6, "classes": 3, "linked": 6, "copied": 0, "present": 0}
     layout = {p.name: sorted(f.name[-13:-5] for f in p.iterdir()) for p in sorted(out.iterdir())}
     # label k -> synsets[k - 1]: 1 -> n0300, 2 -> n0100, 3 -> n0200
-    assert layout == {"n0100": ["00000003"], "n0200": ["00000001", "00000004"], "n0300": ["00000002", "00000005", "00000006"]}
+    assert layout == {
+        "n0100": ["00000003"],
+        "n0200": ["00000001", "00000004"],
+        "n0300": ["00000002", "00000005", "00000006"],
+    }
     target = out / "n0200" / "ILSVRC2012_val_00000001.JPEG"
     assert target.read_bytes() == (flat / target.name).read_bytes()
     assert prepare_imagenet_val(flat, truth, out, synsets)["present"] == 6
@@ -258,7 +264,9 @@ def test_prepare_imagenet_cli_with_text_synsets_and_copy(
     synset_file.write_text("".join(f"{s} some words, more words\n" for s in synsets))
     parser = argparse.ArgumentParser()
     add_prepare_imagenet_parser(parser.add_subparsers())
-    args = parser.parse_args(["prepare-imagenet", str(flat), str(truth), str(synset_file), str(tmp_path / "out"), "--copy"])
+    args = parser.parse_args(
+        ["prepare-imagenet", str(flat), str(truth), str(synset_file), str(tmp_path / "out"), "--copy"]
+    )
     assert args.func(args) == 0
     assert "6 images in 3 classes (0 linked, 6 copied, 0 already there)" in capsys.readouterr().out
     assert (tmp_path / "out" / "n0300" / "ILSVRC2012_val_00000002.JPEG").stat().st_nlink == 1

@@ -331,7 +331,9 @@ def test_distributed_train_shards_cover_the_epoch() -> None:
 
 
 def test_repeated_augmentation_sampler() -> None:
-    shards = [TrainSampler(12, batch_size=2, shuffle=True, seed=0, num_replicas=3, rank=r, aug_repeats=3) for r in range(3)]
+    shards = [
+        TrainSampler(12, batch_size=2, shuffle=True, seed=0, num_replicas=3, rank=r, aug_repeats=3) for r in range(3)
+    ]
     pairs = [p for s in shards for p in s]
     assert all(len(s) == 4 for s in shards) and len(pairs) == 12
     indices = [i for i, _ in pairs]

@@ -118,7 +118,9 @@ def test_1001_class_head_into_other_size_is_reinitialised(
 
 
 def test_features_only_from_mindcv(ckpts: dict[str, Path], reference: dict[str, np.ndarray]) -> None:
-    backbone = create_model("mindcv_tiny_v1b", checkpoint_path=ckpts["res2net_v1b"], num_classes=10, features_only=True).eval()
+    backbone = create_model(
+        "mindcv_tiny_v1b", checkpoint_path=ckpts["res2net_v1b"], num_classes=10, features_only=True
+    ).eval()
     with torch.no_grad():
         maps = backbone(torch.from_numpy(reference["input"]))
     assert [m.shape[1] for m in maps] == [256, 512, 1024, 2048]

@@ -85,7 +85,9 @@ def test_weight_decay_filter_exempts_norm_and_bias() -> None:
     assert [g["weight_decay"] for g in optimizer.param_groups] == [optimizer.param_groups[0]["weight_decay"], 0.0]
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "rmsprop", "adagrad", "lamb"])
+@pytest.mark.parametrize(
+    "name", ["sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "rmsprop", "adagrad", "lamb"]
+)
 def test_every_optimizer_learns(name: str) -> None:
     model = tiny_net()
     optimizer = build_optimizer(model, config("--opt", name, "--lr", "0.01", "--weight_decay", "1e-4"))

@@ -131,7 +131,8 @@ def _expected(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def _infer_json(pixels: torch.Tensor, **extra: Any) -> dict[str, Any]:
-    return {"inputs": [{"name": "input", "shape": list(pixels.shape), "datatype": "FP32", "data": pixels.flatten().tolist()}], **extra}
+    tensor = {"name": "input", "shape": list(pixels.shape), "datatype": "FP32", "data": pixels.flatten().tolist()}
+    return {"inputs": [tensor], **extra}
 
 
 def _image_file(width: int, height: int, fmt: str, seed: int = 0) -> bytes:
@@ -220,12 +221,16 @@ def test_probabilities_and_top_k(client: httpx.Client, model: nn.Module) -> None
         np.testing.assert_allclose([float(value) for value, _, _ in entries], row_values, atol=1e-4)
 
 
-def test_image_inference_matches_model_on_preprocessed_images(client: httpx.Client, model: nn.Module, runner: RecordingRunner) -> None:
+def test_image_inference_matches_model_on_preprocessed_images(
+    client: httpx.Client, model: nn.Module, runner: RecordingRunner
+) -> None:
     files = [_image_file(48, 40, "PNG", seed=1), _image_file(37, 61, "JPEG", seed=2)]
     decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in files]
     expected = _expected(model, preprocess_images(decoded, _preprocess_info(SIZE)))
     request = {
-        "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [base64.b64encode(f).decode() for f in files]}],
+        "inputs": [
+            {"name": "image", "shape": [2], "datatype": "BYTES", "data": [base64.b64encode(f).decode() for f in files]}
+        ],
         "outputs": [{"name": "logits"}],
     }
     response = client.post(f"/v2/models/{MODEL}/infer", json=request)
@@ -257,7 +262,8 @@ def test_tritonclient_binary_and_json_modes(server: ServerThread, model: nn.Modu
             ]
             result = client.infer(MODEL, [tensor], outputs=outputs, request_id="t1")
             assert result.get_response()["id"] == "t1"
-            torch.testing.assert_close(torch.from_numpy(result.as_numpy("logits").copy()), expected, rtol=1e-4, atol=1e-4)
+            logits = torch.from_numpy(result.as_numpy("logits").copy())
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
             top = result.as_numpy("probabilities")
             assert top.shape == (2, 2)
             best = [entry.decode() if isinstance(entry, bytes) else entry for entry in top[:, 0]]
@@ -311,22 +317,31 @@ def _tensor_request(**changes: Any) -> dict[str, Any]:
     return {"inputs": [tensor]}
 
 
+def _image_request(data: bytes) -> dict[str, Any]:
+    return {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(data).decode()]}]}
+
+
 BINARY_HEADER = json.dumps(
-    {"inputs": [{"name": "input", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]}
+    {
+        "inputs": [
+            {"name": "input", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "parameters": {"binary_data_size": 8}}
+        ]
+    }
 ).encode()
+EXTRA_INPUT = {"name": "extra", "shape": [1], "datatype": "FP32", "data": [1]}
 BAD_JSON_REQUESTS: dict[str, tuple[str, bytes, dict[str, str], int]] = {
     "malformed JSON": (MODEL, b'{"inputs": [', {}, 400),
     "unknown model": ("nope", json.dumps(_tensor_request()).encode(), {}, 404),
     "missing inputs": (MODEL, b'{"inputs": []}', {}, 400),
-    "extra input": (MODEL, json.dumps({"inputs": [*_tensor_request()["inputs"], {"name": "extra", "shape": [1], "datatype": "FP32", "data": [1]}]}).encode(), {}, 400),
+    "extra input": (MODEL, json.dumps({"inputs": [*_tensor_request()["inputs"], EXTRA_INPUT]}).encode(), {}, 400),
     "wrong datatype": (MODEL, json.dumps(_tensor_request(datatype="FP16")).encode(), {}, 400),
     "wrong shape": (MODEL, json.dumps(_tensor_request(shape=[1, 3, SIZE, SIZE + 1])).encode(), {}, 400),
     "data length": (MODEL, json.dumps(_tensor_request(data=VALID_PIXELS[:-1])).encode(), {}, 400),
     "binary size": (MODEL, BINARY_HEADER + bytes(8), {"Inference-Header-Content-Length": str(len(BINARY_HEADER))}, 400),
     "bad header length": (MODEL, b"{}", {"Inference-Header-Content-Length": "x"}, 400),
-    "undecodable image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(b"not an image").decode()]}]}).encode(), {}, 400),
-    "truncated image": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(_image_file(64, 64, "JPEG")[:300]).decode()]}]}).encode(), {}, 400),
-    "image too thin": (MODEL, json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(_image_file(650, 10, "PNG")).decode()]}]}).encode(), {}, 400),
+    "undecodable image": (MODEL, json.dumps(_image_request(b"not an image")).encode(), {}, 400),
+    "truncated image": (MODEL, json.dumps(_image_request(_image_file(64, 64, "JPEG")[:300])).encode(), {}, 400),
+    "image too thin": (MODEL, json.dumps(_image_request(_image_file(650, 10, "PNG"))).encode(), {}, 400),
     "gzip bomb": (MODEL, gzip.compress(b" " * (4 * LIMIT)), {"Content-Encoding": "gzip"}, 413),
     "bad gzip": (MODEL, b"not gzip", {"Content-Encoding": "gzip"}, 400),
     "unknown encoding": (MODEL, b"{}", {"Content-Encoding": "br"}, 415),
@@ -335,7 +350,9 @@ BAD_JSON_REQUESTS: dict[str, tuple[str, bytes, dict[str, str], int]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_JSON_REQUESTS))
-def test_bad_requests_get_a_4xx_json_error(case: str, client: httpx.Client, server: ServerThread, model: nn.Module) -> None:
+def test_bad_requests_get_a_4xx_json_error(
+    case: str, client: httpx.Client, server: ServerThread, model: nn.Module
+) -> None:
     name, body, headers, status = BAD_JSON_REQUESTS[case]
     errors_before = _metric(server.url, "res2net_requests_total", status=str(status))
     response = client.post(f"/v2/models/{name}/infer", content=body, headers=headers)
@@ -348,7 +365,7 @@ def test_bad_requests_get_a_4xx_json_error(case: str, client: httpx.Client, serv
 def test_image_over_the_pixel_limit_is_refused(client: httpx.Client, model: nn.Module) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (1100, 1000)).save(buffer, format="PNG")  # compresses to a few kB
-    request = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(buffer.getvalue()).decode()]}]}
+    request = _image_request(buffer.getvalue())
     response = client.post(f"/v2/models/{MODEL}/infer", json=request)
     assert response.status_code == 413 and "pixels" in response.json()["error"]
     _assert_still_serving(client, model)
@@ -373,7 +390,9 @@ def _raw_http(port: int, payload: bytes, *, read_timeout_s: float = 10) -> tuple
     return int(lines[0].split()[1]), json.loads(body)
 
 
-def test_declared_oversize_body_is_refused_before_it_is_sent(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+def test_declared_oversize_body_is_refused_before_it_is_sent(
+    server: ServerThread, client: httpx.Client, model: nn.Module
+) -> None:
     head = (
         f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {10**12}\r\n\r\n"
@@ -383,7 +402,9 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(server: ServerThrea
     _assert_still_serving(client, model)
 
 
-def test_chunked_oversize_body_is_refused_while_streaming(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+def test_chunked_oversize_body_is_refused_while_streaming(
+    server: ServerThread, client: httpx.Client, model: nn.Module
+) -> None:
     chunk = b" " * (LIMIT // 4)
     head = f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
     framed = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(5))
@@ -392,7 +413,9 @@ def test_chunked_oversize_body_is_refused_while_streaming(server: ServerThread, 
     _assert_still_serving(client, model)
 
 
-def test_slow_clients_time_out_without_blocking_others(server: ServerThread, client: httpx.Client, model: nn.Module) -> None:
+def test_slow_clients_time_out_without_blocking_others(
+    server: ServerThread, client: httpx.Client, model: nn.Module
+) -> None:
     stalled_headers = socket.create_connection(("127.0.0.1", server.port))
     try:
         stalled_headers.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\n".encode())
@@ -427,7 +450,7 @@ def test_onnx_export_is_served_with_its_sidecar(tmp_path: Path, model: nn.Module
     with ServerThread(create_app(runner, served_name=MODEL)) as server, httpx.Client(base_url=server.url) as http:
         assert http.get(f"/v2/models/{MODEL}").json()["platform"] == "onnxruntime_onnx"
         files = [_image_file(50, 44, "JPEG", seed=5)]
-        request = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(files[0]).decode()]}]}
+        request = _image_request(files[0])
         logits = http.post(f"/v2/models/{MODEL}/infer", json=request).json()["outputs"][0]["data"]
     decoded = [Image.open(io.BytesIO(files[0])).convert("RGB")]
     expected = _expected(model, preprocess_images(decoded, info))

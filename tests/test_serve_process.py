@@ -134,7 +134,8 @@ def _png(seed: int) -> bytes:
 
 
 def _infer(pixels: torch.Tensor) -> dict[str, object]:
-    return {"inputs": [{"name": "input", "shape": list(pixels.shape), "datatype": "FP32", "data": pixels.flatten().tolist()}]}
+    tensor = {"name": "input", "shape": list(pixels.shape), "datatype": "FP32", "data": pixels.flatten().tolist()}
+    return {"inputs": [tensor]}
 
 
 def test_checkpoint_is_served_with_its_preprocessing_and_labels(served: ServerProcess, checkpoint: Path) -> None:
@@ -143,12 +144,16 @@ def test_checkpoint_is_served_with_its_preprocessing_and_labels(served: ServerPr
     eager, info = load_model(MODEL, checkpoint_path=checkpoint)
     image = _png(1)
     header = json.dumps({
-        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(image) + 4}}],
+        "inputs": [
+            {"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(image) + 4}}
+        ],
         "outputs": [{"name": "logits"}, {"name": "probabilities", "parameters": {"classification": 2}}],
     }).encode()
     body = header + len(image).to_bytes(4, "little") + image
     response = httpx.post(
-        f"{served.url}/v2/models/tiny/infer", content=body, headers={"Inference-Header-Content-Length": str(len(header))}
+        f"{served.url}/v2/models/tiny/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert response.status_code == 200, response.text
     logits, top = response.json()["outputs"]

@@ -97,7 +97,10 @@ def test_binary_extension_fp32_and_bytes() -> None:
 def test_base64_images_and_requested_outputs() -> None:
     body = _request(
         [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [base64.b64encode(b"abc").decode(), ""]}],
-        outputs=[{"name": "probabilities", "parameters": {"classification": 5, "binary_data": True}}, {"name": "logits"}],
+        outputs=[
+            {"name": "probabilities", "parameters": {"classification": 5, "binary_data": True}},
+            {"name": "logits"},
+        ],
     )
     decoded = _check(body)
     assert isinstance(decoded, InferRequest)
@@ -131,7 +134,11 @@ BAD_REQUESTS = {
     "no data": (_request([{"name": "input", "shape": [1, *SHAPE], "datatype": "FP32"}]), None, "no 'data'"),
     "image not BYTES": (_request([{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]), None, "BYTES"),
     "bad base64": (_request([{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["**"]}]), None, "base64"),
-    "image count": (_request([{"name": "image", "shape": [2], "datatype": "BYTES", "data": ["AA=="]}]), None, "elements"),
+    "image count": (
+        _request([{"name": "image", "shape": [2], "datatype": "BYTES", "data": ["AA=="]}]),
+        None,
+        "elements",
+    ),
     "unknown output": (_request([_tensor([0] * COUNT)], outputs=[{"name": "features"}]), None, "unknown output"),
     "negative top-k": (
         _request([_tensor([0] * COUNT)], outputs=[{"name": "logits", "parameters": {"classification": -1}}]),
@@ -177,8 +184,10 @@ json_values = st.recursive(
 dims = st.integers(min_value=-1, max_value=5) | st.sampled_from(SHAPE) | st.just(2**62)
 shapes = st.lists(dims, max_size=5) | st.just([1, *SHAPE]) | st.just([2, *SHAPE]) | json_values
 numbers = st.lists(st.floats(width=32) | st.integers(-(2**70), 2**70) | st.booleans(), max_size=2 * COUNT + 2)
-tensor_data = numbers | st.just([0.5] * COUNT) | st.lists(st.lists(st.floats(width=32), max_size=4), max_size=4) | json_values
-image_data = st.lists(st.text(max_size=12) | st.binary(max_size=9).map(lambda b: base64.b64encode(b).decode()), max_size=3)
+nested_floats = st.lists(st.lists(st.floats(width=32), max_size=4), max_size=4)
+tensor_data = numbers | st.just([0.5] * COUNT) | nested_floats | json_values
+base64_text = st.binary(max_size=9).map(lambda b: base64.b64encode(b).decode())
+image_data = st.lists(st.text(max_size=12) | base64_text, max_size=3)
 inputs = st.fixed_dictionaries(
     {
         "name": st.sampled_from(["input", "image", "other"]) | json_values,
@@ -199,7 +208,11 @@ outputs = st.lists(
 )
 requests = st.fixed_dictionaries(
     {"inputs": st.lists(inputs, min_size=0, max_size=3) | json_values},
-    optional={"id": json_values, "outputs": outputs | json_values, "parameters": st.dictionaries(st.just("binary_data_output"), json_values)},
+    optional={
+        "id": json_values,
+        "outputs": outputs | json_values,
+        "parameters": st.dictionaries(st.just("binary_data_output"), json_values),
+    },
 )
 
 
