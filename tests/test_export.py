@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from test_inference import SMALL, eager, random_model, relative_error, save_training_checkpoint
 
 from res2net.inference.export import (
     add_export_parser,
@@ -21,7 +22,6 @@ from res2net.inference.export import (
     verify_torchscript,
 )
 from res2net.inference.session import PreprocessInfo
-from test_inference import SMALL, eager, random_model, relative_error, save_training_checkpoint
 
 INFO = PreprocessInfo(SMALL, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0.9, "bicubic", ["a", "b", "c"])
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from test_inference import random_model, save_training_checkpoint
 
 from res2net.inference.cam import grad_cam, overlay
 from res2net.inference.predict import add_predict_parser, run_predict, top_k
-from test_inference import random_model, save_training_checkpoint
 
 NAMES = ["apple", "banana", "cherry", "date", "elderberry", "fig"]
 
