@@ -133,15 +133,20 @@ def test_deferred_inputs_are_made_on_the_batcher_thread_and_fail_alone() -> None
     batcher.start()
 
     async def scenario() -> list[object]:
-        with batcher.expect() as good, batcher.expect() as bad, batcher.expect() as plain:
+        with (
+            batcher.expect() as good, batcher.expect() as bad,
+            batcher.expect() as plain, batcher.expect() as miscounted,
+        ):
             return await asyncio.gather(
                 good.submit(Deferred(1, lambda: make(4))), bad.submit(Deferred(1, broken)),
-                plain.submit(_batch(5)), return_exceptions=True,
+                plain.submit(_batch(5)), miscounted.submit(Deferred(1, lambda: _batch(6, rows=2))),
+                return_exceptions=True,
             )
 
-    good_result, bad_result, plain_result = asyncio.run(scenario())
+    good_result, bad_result, plain_result, miscounted_result = asyncio.run(scenario())
     batcher.close()
-    assert isinstance(bad_result, ValueError)
+    assert isinstance(bad_result, ValueError) and "bad inputs" in str(bad_result)
+    assert isinstance(miscounted_result, ValueError) and "promised 1 rows and made 2" in str(miscounted_result)
     assert good_result.item() == 40 and plain_result.item() == 50  # type: ignore[union-attr]
     assert makers == {"res2net-batcher"} and recorder.sizes == [2]
 

@@ -63,7 +63,12 @@ class _Job:
         return self.inputs.rows if isinstance(self.inputs, Deferred) else int(self.inputs.shape[0])
 
     def tensor(self) -> torch.Tensor:
-        return self.inputs.make() if isinstance(self.inputs, Deferred) else self.inputs
+        if not isinstance(self.inputs, Deferred):
+            return self.inputs
+        made = self.inputs.make()
+        if made.shape[0] != self.inputs.rows:  # rows are routed back by count; a mismatch would mix results
+            raise ValueError(f"deferred inputs promised {self.inputs.rows} rows and made {made.shape[0]}")
+        return made
 
 
 class BatcherClosed(RuntimeError):
