@@ -10,10 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch._dynamo.utils import counters
 
 from res2net.config import load_config
 from res2net.data import ImageFolderDataset, build_eval_transform
 from res2net.models import build_model
+from res2net import validation
+from res2net.evaluate import EvalResult
+from res2net.inference.torch_backend import cpp_compiler_available
 from res2net.validation import validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +95,25 @@ def test_validate_with_the_fast_path_agrees_with_eager(checkpoint: Path, tiny_di
     assert fast.loss == pytest.approx(eager.loss, rel=tolerance)
     if precision == "fp32":
         assert fast.per_class_correct == eager.per_class_correct
+
+
+def test_validate_bf16_compiles_before_the_timed_loop(
+    checkpoint: Path, tiny_digits_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """img/s must not include inductor's 15-45 s compilation: the graph exists before evaluate starts."""
+    graphs_at_evaluate: list[int] = []
+    real_evaluate = validation.evaluate
+
+    def recording_evaluate(model: torch.nn.Module, *args: object, **kwargs: object) -> EvalResult:
+        graphs_at_evaluate.append(counters["stats"]["unique_graphs"])
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "evaluate", recording_evaluate)
+    args = ["-c", str(DEMO_RECIPE), "--data_dir", str(tiny_digits_dir), "--image_resize", "16",
+            "--ckpt_path", str(checkpoint), "--batch_size", "8"]
+    eager = validate(load_config(args, purpose="validate"))
+    graphs_before = counters["stats"]["unique_graphs"]
+    bf16 = validate(load_config([*args, "--precision", "bf16"], purpose="validate"))
+    assert bf16.num_samples == 30 and bf16.loss == pytest.approx(eager.loss, rel=0.05)
+    if cpp_compiler_available():
+        assert graphs_at_evaluate[-1] > graphs_before, "bf16 was compiled inside the timed loop"
