@@ -30,7 +30,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from res2net.errors import UserError
-from res2net.inference.session import load_model, preprocess_images
+from res2net.inference.session import PreprocessInfo, load_model, preprocess_images
 from res2net.models import build_model
 from res2net.serve import cli as serve_cli
 from res2net.serve.cli import add_serve_parser, run_serve
@@ -280,3 +280,23 @@ def test_the_runner_is_built_on_a_thread_that_then_exits(monkeypatch: pytest.Mon
     assert serve_cli.build_runner(argparse.Namespace()) == "runner"
     (builder,) = builders
     assert builder is not threading.main_thread() and not builder.is_alive()
+
+
+def test_calibration_images_are_read_in_name_order_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    info = PreprocessInfo(
+        input_size=(3, SIZE, SIZE), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
+        interpolation="bilinear", class_names=None,
+    )
+    rng = np.random.default_rng(0)
+    for index in (2, 0, 1):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    in_order = [Image.open(tmp_path / f"{index}.png").convert("RGB") for index in range(3)]
+    torch.testing.assert_close(serve_cli._calibration_images(tmp_path, info), preprocess_images(in_order, info))
+
+    (tmp_path / "3.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"calibration image .*3\.png cannot be read"):
+        serve_cli._calibration_images(tmp_path, info)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        serve_cli._calibration_images(empty, info)

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch._dynamo.utils import counters
 
+from res2net import validation
 from res2net.config import load_config
 from res2net.data import ImageFolderDataset, build_eval_transform
-from res2net.models import build_model
-from res2net import validation
 from res2net.evaluate import EvalResult
 from res2net.inference.torch_backend import cpp_compiler_available
+from res2net.models import build_model
 from res2net.validation import validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..data.folder import IMG_EXTENSIONS
 from ..errors import UserError
 from .cam import grad_cam, overlay
 from .cli_args import add_model_arguments
 from .optimize import PRECISIONS, optimize_for_inference
 from .session import PreprocessInfo, load_model, preprocess_images
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 BATCH_SIZE = 16
 # int8 calibrates on the images being predicted (the only images predict has); more than
 # this adds calibration time without changing the ranges much.
@@ -43,7 +43,7 @@ def collect_images(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS))
         elif path.exists():
             paths.append(path)
         else:

@@ -134,9 +134,8 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
 
 def _calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
     """The first images of ``directory`` (sorted by name), preprocessed as served images are."""
-    from PIL import Image
-
     from ..data.folder import IMG_EXTENSIONS
+    from ..inference.predict import open_image
     from ..inference.session import preprocess_images
 
     if not directory.is_dir():
@@ -147,8 +146,7 @@ def _calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
     images = []
     for path in files[:MAX_CALIBRATION_IMAGES]:
         try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
+            images.append(open_image(path))
         except (OSError, ValueError, SyntaxError) as err:
             raise UserError(f"calibration image {path} cannot be read: {err}") from None
     return preprocess_images(images, info)
