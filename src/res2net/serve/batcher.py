@@ -72,7 +72,7 @@ class _Job:
 
 
 class BatcherClosed(RuntimeError):
-    """Raised by :meth:`DynamicBatcher.submit` once the batcher no longer takes work."""
+    """Raised by ``submit`` once the batcher no longer takes work."""
 
 
 class Expected:
@@ -86,7 +86,7 @@ class Expected:
         """Queue ``batch`` (``[N, ...]``) and wait for its ``[N, C]`` result rows."""
         if not self.pending:
             raise RuntimeError("an announced request can be submitted once")
-        job = self._batcher._enqueue(batch, announced=self)
+        job = self._batcher._enqueue(batch, self)
         return await asyncio.wrap_future(job.future)
 
 
@@ -144,9 +144,9 @@ class DynamicBatcher:
                     self._settle(expected)
 
     async def submit(self, batch: Batch) -> torch.Tensor:
-        """Queue ``batch`` (``[N, ...]``) unannounced and wait for its ``[N, C]`` result rows."""
-        job = self._enqueue(batch, announced=None)
-        return await asyncio.wrap_future(job.future)
+        """Queue ``batch`` (``[N, ...]``), announced and ready at once, and wait for its ``[N, C]`` rows."""
+        with self.expect() as expected:
+            return await expected.submit(batch)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop taking work, finish every queued job, and join the worker."""
@@ -157,11 +157,10 @@ class DynamicBatcher:
             self._changed.notify_all()
         self._thread.join(timeout_s)
 
-    def _enqueue(self, batch: Batch, announced: Expected | None) -> _Job:
+    def _enqueue(self, batch: Batch, announced: Expected) -> _Job:
         job = _Job(batch)
         with self._changed:
-            if announced is not None:
-                self._settle(announced)
+            self._settle(announced)
             if not self._accepting:
                 raise BatcherClosed("the server is shutting down")
             self._jobs.append(job)
@@ -206,14 +205,17 @@ class DynamicBatcher:
 
     def _execute(self, jobs: list[_Job]) -> None:
         self._queue_changed(-len(jobs))
-        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-        tensors = []
-        for job in list(live):
+        live: list[_Job] = []
+        tensors: list[torch.Tensor] = []
+        for job in jobs:
+            if not job.future.set_running_or_notify_cancel():
+                continue  # its request was cancelled (the client went away)
             try:
                 tensors.append(job.tensor())
             except Exception as err:  # that request's own inputs failed; the others still run
                 job.future.set_exception(err)
-                live.remove(job)
+                continue
+            live.append(job)
         if not live:
             return
         try:
