@@ -34,18 +34,25 @@ import torch
 SERVED = "bench"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    """Child process: ``res2net serve`` itself (randomly initialised weights: speed does not
-    depend on their values), through the same parser and entry point as the console script."""
-    from res2net.serve.cli import add_serve_parser, run_serve
+def _serve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``res2net serve``'s arguments for this benchmark, through the console script's own parser."""
+    from res2net.serve.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(prog="res2net")
     add_serve_parser(parser.add_subparsers(dest="command", required=True))
     calibration = ["--calibration-dir", str(args.calibration_dir)] if args.calibration_dir else []
-    return run_serve(parser.parse_args([
+    return parser.parse_args([
         "serve", "--model", args.model, "--served-name", SERVED, "--precision", args.precision, *calibration,
         "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms), "--port", "0",
-    ]))
+    ])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Child process: ``res2net serve`` itself (randomly initialised weights: speed does not
+    depend on their values), through the same entry point as the console script."""
+    from res2net.serve.cli import run_serve
+
+    return run_serve(_serve_args(args))
 
 
 def _write_calibration_images(directory: Path, count: int = 16) -> None:
@@ -59,14 +66,9 @@ def _write_calibration_images(directory: Path, count: int = 16) -> None:
 
 def _model_alone(args: argparse.Namespace, size: int, batch: int) -> tuple[float, float]:
     """Images/s of the served model called directly, at batch 1 and at ``batch`` (medians of 5)."""
-    from res2net.serve.cli import add_serve_parser, build_runner
+    from res2net.serve.cli import build_runner
 
-    parser = argparse.ArgumentParser(prog="res2net")
-    add_serve_parser(parser.add_subparsers(dest="command", required=True))
-    calibration = ["--calibration-dir", str(args.calibration_dir)] if args.calibration_dir else []
-    runner = build_runner(
-        parser.parse_args(["serve", "--model", args.model, "--precision", args.precision, *calibration])
-    )
+    runner = build_runner(_serve_args(args))
 
     def images_per_s(rows: int) -> float:
         pixels = torch.randn(rows, 3, size, size)
