@@ -14,7 +14,7 @@ from res2net.config import Config, amp_plan, build_parser, ignored_key_notes, ke
 from res2net.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-MINDCV_DIR = Path(__file__).resolve().parents[2] / "shared/reference/mindcv_configs"
+MINDCV_DIR = Path(__file__).resolve().parent / "fixtures/mindcv_configs"
 MINDCV_FILES = [
     f"res2net_{depth}{v1b}_{device}.yaml"
     for depth in ("50", "101")
