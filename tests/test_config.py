@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from res2net import cli
 from res2net.config import Config, amp_plan, build_parser, ignored_key_notes, key_specs, load_config, schema_keys
 from res2net.errors import ConfigError
 
@@ -365,11 +366,12 @@ def test_from_dict_validates_like_the_parser() -> None:
         Config.from_dict([("lr", 0.1)])  # type: ignore[arg-type]
 
 
-def test_normalization_accepts_mindcv_0_255_scale_and_0_1() -> None:
-    mean, std = Config().normalization()
-    assert mean == pytest.approx((0.485, 0.456, 0.406)) and std == pytest.approx((0.229, 0.224, 0.225))
+def test_mean_and_std_are_accepted_on_either_scale_when_both_agree() -> None:
+    assert Config().mean == pytest.approx((0.485 * 255, 0.456 * 255, 0.406 * 255))
     cfg = load_config(["--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25"], purpose="train")
-    assert cfg.normalization() == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert (cfg.mean, cfg.std) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    zero_mean = load_config(["--mean", "0", "0", "0", "--std", "255", "255", "255"], purpose="train")
+    assert zero_mean.std == (255.0, 255.0, 255.0)  # a zero mean fits either scale
 
 
 def test_ignored_key_notes_one_line_per_mindspore_key_set() -> None:
@@ -405,3 +407,36 @@ def test_amp_plan_scaler_kwargs_fit_torch_grad_scaler() -> None:
     scaler = torch.amp.GradScaler("cpu", **plan.scaler_kwargs())
     assert scaler.is_enabled() and scaler.get_scale() == 1024.0
     assert getattr(torch, plan.dtype) is torch.float16
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--auto_augment", "3a-m9"], "unknown option 'm9' for 3a"),
+        (["--auto_augment", "randaug-m11"], "magnitude m must be in 0..10"),
+        (["--auto_augment", "randaugment-m9"], "did you mean 'randaug'?"),
+        (["--mean", "0.485", "0.456", "0.406", "--std", "58.4", "57.1", "57.4"], "looks 0-1 scaled but std"),
+        (["--mean", "123.7", "116.3", "103.5", "--std", "0.229", "0.224", "0.225"], "looks 0-255 scaled but std"),
+        (["--lr", "0"], "'lr' on the command line (--lr) must be > 0"),
+        (["--lr", "-0.1"], "must be > 0"),
+        (["--batch_size", "0"], "'batch_size'"),
+        (["--image_resize", "0"], "'image_resize'"),
+        (["--epoch_size", "0"], "'epoch_size'"),
+        (["--reduction", "none"], "cannot train; use mean or sum"),
+        (["--aug_splits", "3"], "AugMix splits"),
+        (["--dataset", "cifar10"], "expects one of imagenet"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_2_when_the_recipe_is_read(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Through the real entry point: nothing is built or scanned before the value is refused."""
+    assert cli.main(["train", "--data_dir", str(tmp_path / "absent"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_3a_and_every_mindcv_policy_spelling_parse_when_read() -> None:
+    for policy in ("3a", "3a-mstd0.5", "autoaug-mstd0.5", "autoaugr", "randaug-m9-mstd0.5-inc1", "augmix-m3-w3-d2",
+                   "trivialaugwide-m31", "rand-m7-n3"):
+        assert load_config(["--auto_augment", policy], purpose="train").auto_augment == policy

@@ -30,6 +30,14 @@ safe_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=1
 )
 
 
+# Choices the cross-key checks refuse with a reason of their own (a per-sample loss cannot train).
+REFUSED_CHOICES = {"none"}
+
+
+def spec_name(spec: KeySpec) -> str:
+    return next(name for name, (candidate, _) in key_specs().items() if candidate is spec)
+
+
 def finite_floats(spec: KeySpec) -> st.SearchStrategy[float]:
     return st.floats(
         min_value=spec.minimum, max_value=spec.maximum, exclude_min=spec.exclusive_minimum and spec.minimum is not None,
@@ -39,10 +47,14 @@ def finite_floats(spec: KeySpec) -> st.SearchStrategy[float]:
 
 def scalar(spec: KeySpec, tp: Any) -> st.SearchStrategy[Any]:
     """Valid values of a non-optional key, as written in a recipe (aliases included)."""
+    if spec.refused:
+        return st.just(Config.__dataclass_fields__[spec_name(spec)].default)
     if spec.choices:
-        return st.sampled_from(spec.choices + tuple(alias for alias, _ in spec.aliases))
-    if spec.prefixes:
-        return st.builds(lambda p, tail: p + tail, st.sampled_from(spec.prefixes), st.sampled_from(["", "-m9-mstd0.5"]))
+        choices = tuple(c for c in spec.choices if c not in REFUSED_CHOICES)
+        return st.sampled_from(choices + tuple(alias for alias, _ in spec.aliases))
+    if spec.check is not None:  # auto_augment: policy strings with options
+        return st.sampled_from(["3a", "autoaug", "autoaugr-mstd0.5", "randaug-m9-mstd0.5", "rand-m7-n3-mstd101",
+                                "trivialaugwide", "augmix-m3-w3-d2-a0.5"])
     if tp is bool:
         return st.booleans()
     if tp is int:
@@ -77,11 +89,12 @@ def recipes(draw: st.DrawFn) -> dict[str, Any]:
     """A random valid recipe: a subset of keys with valid values."""
     names = draw(st.sets(st.sampled_from([k for k in KEYS if k not in SPECIAL]), max_size=25))
     values = {name: draw(value_of(name)) for name in names}
-    if draw(st.booleans()):
-        n = draw(st.integers(1, 4))
-        spec = key_specs()["std"][0]
-        values["mean"] = tuple(draw(st.lists(st.floats(0, 255), min_size=n, max_size=n)))
-        values["std"] = tuple(draw(st.lists(finite_floats(spec), min_size=n, max_size=n)))
+    if draw(st.booleans()):  # three values, both on the 0-1 scale or both on MindCV's 0-255 scale
+        scale = draw(st.sampled_from([1.0, 255.0]))
+        low = 0.002 if scale == 1.0 else 1.01  # values above 1 only ever mean 0-255
+        values["mean"] = tuple(draw(st.lists(st.floats(low, scale), min_size=3, max_size=3)))
+        std_range = (0.001, 0.5) if scale == 1.0 else (1.01, 128.0)
+        values["std"] = tuple(draw(st.lists(st.floats(*std_range), min_size=3, max_size=3)))
     if draw(st.booleans()):
         values["re_value"] = draw(st.one_of(
             st.floats(0, 255), st.just("random"), st.lists(st.floats(0, 255), min_size=3, max_size=3).map(tuple)))

@@ -7,9 +7,11 @@ call; :class:`Config` is what the rest of the package receives; :func:`amp_plan`
 
 from .mindspore_keys import AmpPlan, amp_plan, ignored_key_notes
 from .parser import build_parser, load_config, read_yaml
-from .schema import Config, key_specs, schema_keys
+from .schema import DATASETS, TIMM_OPTIMIZERS, Config, key_specs, schema_keys
 
 __all__ = [
+    "DATASETS",
+    "TIMM_OPTIMIZERS",
     "AmpPlan",
     "Config",
     "amp_plan",

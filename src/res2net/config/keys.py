@@ -9,6 +9,7 @@ never disagree about what a key accepts.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,22 +31,24 @@ class KeySpec:
 
     ``choices`` makes a string key an enumeration (matched case-insensitively, stored in
     the canonical spelling); ``aliases`` maps other accepted spellings to a choice;
-    ``prefixes`` accepts any value starting with one of them (auto_augment policy
-    strings carry parameters after the name). ``minimum``/``maximum`` bound numbers
-    (inclusive unless ``exclusive_minimum``). ``ignored`` is the note printed when a
-    MindSpore-only key is set that has no effect on PyTorch. ``ours`` marks keys that
-    MindCV does not have.
+    ``check`` parses a value with a grammar of its own (auto_augment policy strings) and
+    raises ValueError with the reason when it does not fit. ``minimum``/``maximum`` bound
+    numbers (inclusive unless ``exclusive_minimum``). ``ignored`` is the note printed when
+    a key is set that has no effect here (MindSpore-only keys, auxiliary-head losses);
+    ``refused`` is the reason any value but the default is an error (a MindCV feature this
+    package does not implement). ``ours`` marks keys that MindCV does not have.
     """
 
     help: str
     group: str
     choices: tuple[str, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()
-    prefixes: tuple[str, ...] = ()
+    check: Callable[[Any], object] | None = None
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
     ignored: str = ""
+    refused: str = ""
     ours: bool = False
 
 

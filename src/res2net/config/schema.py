@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import re
 import typing
 from collections.abc import Mapping
@@ -24,10 +25,23 @@ import yaml
 
 from res2net.errors import ConfigError
 
+from res2net.data.autoaugment import parse_policy
+from res2net.data.transforms import normalize_stats
+
 from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, KeySpec, key
 from .values import closest, coerce
 
 _AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
+#: Values of ``dataset`` that have a reader here.
+DATASETS = ("imagenet",)
+#: MindCV < 0.3 boolean spellings, translated into their 0.3 key when the recipe is read:
+#: old key -> (new key, {old value: new value}).
+LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
+    "filter_bias_and_bn": ("weight_decay_filter", {True: "norm_and_bias", False: "disable"}),
+    "dynamic_loss_scale": ("loss_scale_type", {True: "dynamic", False: "fixed"}),
+}
+#: Optimizers whose implementation is timm's (the ``optim`` extra): ``opt`` -> class in ``timm.optim``.
+TIMM_OPTIMIZERS = {"lion": "Lion", "adan": "Adan"}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -59,7 +73,8 @@ class Config:
     sync_bn: bool = key(False, "convert BatchNorm to SyncBatchNorm when distributed", SYSTEM, ours=True)
 
     # --- dataset ------------------------------------------------------------------------
-    dataset: str = key("imagenet", "dataset type; 'imagenet' = ImageNet-style class folders", DATASET)
+    dataset: str = key("imagenet", "dataset type; 'imagenet' = ImageNet-style class folders", DATASET,
+                       choices=DATASETS)
     data_dir: str = key("./", "dataset root holding the train_split and val_split folders", DATASET)
     train_split: str = key("train", "training split folder name under data_dir", DATASET)
     val_split: str = key("val", "validation split folder name under data_dir", DATASET)
@@ -90,11 +105,12 @@ class Config:
                  ("antialias", "lanczos")),
     )
     auto_augment: str | None = key(
-        None, "policy string, e.g. randaug-m9-mstd0.5, autoaug, trivialaugwide (None = off)", AUGMENTATION,
-        prefixes=("randaug", "autoaug", "autoaugr", "3a", "trivialaugwide", "augmix"),
+        None, "policy string, e.g. randaug-m9-mstd0.5, autoaug, 3a, trivialaugwide, augmix (None = off)",
+        AUGMENTATION, check=parse_policy,
     )
-    aug_splits: int = key(0, "augmentation splits for AugMix/JSD loss (0 = off, 3 = on)", AUGMENTATION,
-                          minimum=0)
+    aug_splits: int = key(0, "augmentation splits for AugMix/JSD loss; only 0 (off) is supported", AUGMENTATION,
+                          refused="AugMix splits (split BatchNorm + JSD loss) are not implemented; "
+                          "auto_augment: augmix-... runs AugMix on every image without splits")
     re_prob: float = key(0.0, "random erasing probability", AUGMENTATION, minimum=0.0, maximum=1.0)
     re_scale: tuple[float, float] = key((0.02, 0.33), "random erasing area range", AUGMENTATION,
                                         minimum=0.0, exclusive_minimum=True)
@@ -102,7 +118,8 @@ class Config:
                                         minimum=0.0, exclusive_minimum=True)
     re_value: float | str | tuple[float, ...] = key(
         0.0, "random erasing fill: a number, 'random', or one value per channel", AUGMENTATION, minimum=0.0)
-    re_max_attempts: int = key(10, "random erasing attempts before giving up", AUGMENTATION, minimum=1)
+    re_max_attempts: int = key(10, "random erasing: tries to draw a box that fits before leaving the image as it is",
+                               AUGMENTATION, minimum=1)
     mean: tuple[float, ...] = key((0.485 * 255, 0.456 * 255, 0.406 * 255),
                                   "per-channel mean, on MindCV's 0-255 scale or 0-1", AUGMENTATION,
                                   minimum=0.0)
@@ -151,7 +168,7 @@ class Config:
                                            minimum=1)
 
     # --- optimizer ----------------------------------------------------------------------
-    opt: str = key("adam", "optimizer", OPTIMIZER,
+    opt: str = key("adam", "optimizer (lion and adan: timm's implementations, the 'optim' extra)", OPTIMIZER,
                    choices=("sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "adan", "rmsprop",
                             "adagrad", "lamb"))
     momentum: float = key(0.9, "momentum (SGD/RMSprop) or beta1", OPTIMIZER, minimum=0.0)
@@ -168,7 +185,7 @@ class Config:
                          choices=("constant", "cosine_decay", "warmup_cosine_decay", "exponential_decay",
                                   "polynomial_decay", "step_decay", "multi_step_decay", "one_cycle", "cyclic"))
     lr: float = key(0.001, "peak learning rate (for the global batch the recipe was written for)", SCHEDULER,
-                    minimum=0.0)
+                    minimum=0.0, exclusive_minimum=True)
     min_lr: float = key(1e-6, "lowest learning rate the schedule decays to", SCHEDULER, minimum=0.0)
     warmup_epochs: int = key(3, "linear warm-up epochs", SCHEDULER, minimum=0)
     warmup_factor: float = key(0.0, "warm-up starts at lr * warmup_factor", SCHEDULER, minimum=0.0, maximum=1.0)
@@ -185,8 +202,10 @@ class Config:
     # --- loss ---------------------------------------------------------------------------
     loss: str = key("CE", "CE (cross-entropy) or BCE (binary cross-entropy)", LOSS, choices=("CE", "BCE"))
     label_smoothing: float = key(0.0, "label smoothing", LOSS, minimum=0.0, maximum=1.0)
-    aux_factor: float = key(0.0, "weight of auxiliary-head losses", LOSS, minimum=0.0)
-    reduction: str = key("mean", "loss reduction over the batch", LOSS, choices=("mean", "sum", "none"))
+    aux_factor: float = key(0.0, "weight of auxiliary-head losses", LOSS, minimum=0.0,
+                            ignored="Res2Net has no auxiliary head, so there is no auxiliary loss to weight")
+    reduction: str = key("mean", "loss reduction over the batch: mean or sum ('none' cannot train)", LOSS,
+                         choices=("mean", "sum", "none"))
 
     # --- mixed precision ----------------------------------------------------------------
     amp_level: str = key("O0", "O0 = fp32; O1/O2/O3/auto = torch.autocast", AMP, choices=_AMP_LEVELS)
@@ -212,6 +231,10 @@ class Config:
                          "in fp32, bf16 or int8 (see res2net.optimize_for_inference)",
                          VALIDATION, choices=("eager", "fp32", "bf16", "int8"), ours=True)
     use_ema: bool = key(False, "validate: evaluate the EMA weights of a training checkpoint", VALIDATION, ours=True)
+    calibration_dir: str = key("", "validate --precision int8: folder of calibration images ('' = a seeded sample "
+                               "of the train split)", VALIDATION, ours=True)
+    calibration_images: int = key(32, "validate --precision int8: how many calibration images to draw", VALIDATION,
+                                  minimum=1, ours=True)
 
     # Keys the user set explicitly (file or command line); not a recipe key.
     provided: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
@@ -234,16 +257,6 @@ class Config:
         """The resolved recipe as YAML that :func:`load_config` reads back to an equal Config."""
         text: str = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         return text
-
-    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(mean, std)`` on the 0-1 scale torchvision's Normalize expects.
-
-        MindCV writes them on the 0-255 scale; values are taken as 0-255 when any of them
-        exceeds 1 (no real 0-1 mean or std does).
-        """
-        if max(self.mean + self.std) > 1.0:
-            return tuple(m / 255.0 for m in self.mean), tuple(s / 255.0 for s in self.std)
-        return self.mean, self.std
 
 
 @functools.cache
@@ -272,15 +285,24 @@ def coerce_key(name: str, raw: Any, where: str) -> Any:
 def build(typed: Mapping[str, Any]) -> Config:
     """Apply legacy spellings and cross-key checks to already-typed values and make the Config."""
     values = dict(typed)
-    _apply_legacy(values, "filter_bias_and_bn", "weight_decay_filter", {True: "norm_and_bias", False: "disable"})
-    _apply_legacy(values, "dynamic_loss_scale", "loss_scale_type", {True: "dynamic", False: "fixed"})
+    for old, (new, meaning) in LEGACY_KEYS.items():
+        _apply_legacy(values, old, new, meaning)
     cfg = Config(**values, provided=frozenset(typed))
+    for name, (spec, _) in key_specs().items():
+        if spec.refused and getattr(cfg, name) != Config.__dataclass_fields__[name].default:
+            raise ConfigError(f"config key '{name}: {getattr(cfg, name)}' is not supported: {spec.refused}")
     for pair in ("scale", "ratio", "re_scale", "re_ratio"):
         low, high = getattr(cfg, pair)
         if low > high:
             raise ConfigError(f"config key '{pair}' must be [low, high] with low <= high, got [{low}, {high}]")
-    if len(cfg.mean) != len(cfg.std):
-        raise ConfigError(f"config keys 'mean' and 'std' need the same length, got {len(cfg.mean)} and {len(cfg.std)}")
+    try:
+        normalize_stats(cfg.mean, cfg.std)
+    except ValueError as err:
+        raise ConfigError(f"config keys 'mean' and 'std': {err}") from None
+    if cfg.reduction == "none":
+        raise ConfigError("config key 'reduction: none' gives one loss per sample and cannot train; use mean or sum")
+    if cfg.opt in TIMM_OPTIMIZERS and importlib.util.find_spec("timm") is None:
+        raise ConfigError(f"opt '{cfg.opt}' uses timm's implementation: pip install 'res2net[optim]'")
     if not _DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"config key 'device' expects auto, cpu, mps, cuda or cuda:N, got {cfg.device!r}")
     if isinstance(cfg.re_value, str) and cfg.re_value != "random":

@@ -180,9 +180,14 @@ def _to_float(raw: Any) -> float:
 
 
 def _check(name: str, spec: KeySpec, value: Any, where: str) -> Any:
-    """Enumerations, prefixes and ranges: the part of validity that types cannot express."""
-    if isinstance(value, str) and (spec.choices or spec.prefixes):
+    """Enumerations, grammars and ranges: the part of validity that types cannot express."""
+    if isinstance(value, str) and spec.choices:
         return _check_choice(name, spec, value, where)
+    if spec.check is not None and value is not None:
+        try:
+            spec.check(value)
+        except ValueError as err:
+            raise ConfigError(f"config key '{name}' {where}: {err}") from None
     numbers = value if isinstance(value, tuple) else (value,)
     for number in numbers:
         if isinstance(number, (int, float)) and not isinstance(number, bool):
@@ -191,14 +196,6 @@ def _check(name: str, spec: KeySpec, value: Any, where: str) -> Any:
 
 
 def _check_choice(name: str, spec: KeySpec, value: str, where: str) -> str:
-    if spec.prefixes:
-        head = value.split("-", 1)[0].lower()
-        if head in spec.prefixes:
-            return value
-        raise ConfigError(
-            f"config key '{name}' {where} must start with one of {', '.join(spec.prefixes)}; "
-            f"got {value!r} (did you mean '{closest(head, spec.prefixes)}'?)"
-        )
     canonical = {c.lower(): c for c in spec.choices}
     canonical.update((alias.lower(), target) for alias, target in spec.aliases)
     if value.lower() in canonical:

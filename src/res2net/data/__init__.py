@@ -4,7 +4,7 @@ Functions take plain keyword arguments; the training engine maps recipe keys ont
 package does not depend on :mod:`res2net.config`.
 """
 
-from res2net.data.autoaugment import parse_auto_augment
+from res2net.data.autoaugment import AutoAugmentPolicy, parse_auto_augment, parse_policy
 from res2net.data.decode import EncodedImage, ImageDecodeError
 from res2net.data.demo import add_demo_data_parser, run_demo_data, write_digits_dataset
 from res2net.data.folder import (
@@ -28,6 +28,7 @@ from res2net.data.transforms import (
 
 __all__ = [
     "IMAGENET_MEAN",
+    "AutoAugmentPolicy",
     "IMAGENET_STD",
     "CorruptImageWarning",
     "EncodedImage",
@@ -47,6 +48,7 @@ __all__ = [
     "collate_skipping",
     "normalize_stats",
     "parse_auto_augment",
+    "parse_policy",
     "prepare_imagenet_val",
     "run_demo_data",
     "run_prepare_imagenet",

@@ -28,13 +28,22 @@ from ..data import (
 from ..distributed import DistContext
 
 
+#: The reader behind each ``dataset`` value (the schema's ``DATASETS`` lists the same names).
+DATASET_READERS: dict[str, type[ImageFolderDataset]] = {"imagenet": ImageFolderDataset}
+
+
+def dataset_reader(cfg: Config) -> type[ImageFolderDataset]:
+    """The dataset class for ``cfg.dataset``."""
+    return DATASET_READERS[cfg.dataset]
+
+
 def eval_dataset(cfg: Config) -> ImageFolderDataset:
     """The validation split with the recipe's eval preprocessing."""
     transform = build_eval_transform(
         image_size=cfg.image_resize, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation,
         mean=cfg.mean, std=cfg.std,
     )
-    return ImageFolderDataset(cfg.data_dir, cfg.val_split, transform=transform)
+    return dataset_reader(cfg)(cfg.data_dir, cfg.val_split, transform=transform)
 
 
 def eval_loader(cfg: Config, dataset: ImageFolderDataset, ctx: DistContext) -> DataLoader:
@@ -116,10 +125,11 @@ def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
         re_scale=cfg.re_scale,
         re_ratio=cfg.re_ratio,
         re_value=cfg.re_value,
+        re_max_attempts=cfg.re_max_attempts,
         mean=cfg.mean,
         std=cfg.std,
     )
-    train_set = ImageFolderDataset(
+    train_set = dataset_reader(cfg)(
         cfg.data_dir, cfg.train_split, transform=train_transform, num_samples=cfg.num_samples, subset_seed=cfg.seed
     )
     val_set = eval_dataset(cfg) if cfg.val_while_train else None
