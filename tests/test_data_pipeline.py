@@ -27,6 +27,7 @@ from res2net.data import (
 )
 from res2net.data.autoaugment import NoisyRandAugment
 from res2net.data.color import FloatColorJitter
+from res2net.data.transforms import RandomErasing
 from res2net.data.decode import _jpeg_size, decode_rgb, draft_factor
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
@@ -191,6 +192,7 @@ FILL = [124, 116, 104]
         ("rand-m7-n3-mstd101-mmax9", NoisyRandAugment),
         ("autoaug", v2.AutoAugment),
         ("autoaugr", v2.AutoAugment),
+        ("3a", v2.RandomChoice),
         ("trivialaugwide", v2.TrivialAugmentWide),
         ("augmix-m5-w4-d2", v2.AugMix),
     ],
@@ -396,3 +398,44 @@ def test_eval_loader_shards_without_padding(tiny_folder: Path) -> None:
         loader = build_eval_loader(ds, batch_size=4, num_workers=0, distributed=True, num_replicas=4, rank=rank)
         counts.append(sum(len(y) for _, y in loader))
     assert counts == [6, 5, 5, 5] and sum(counts) == len(ds)
+
+
+def test_three_augment_applies_exactly_one_of_its_three_operations() -> None:
+    """MindCV's 3a: solarize at 128, full desaturation, or a 3x3 Gaussian blur; never two."""
+    policy = parse_auto_augment("3a", interpolation=v2.InterpolationMode.BILINEAR, fill=FILL)
+    image = torch.from_numpy(photo(40, 30)).permute(2, 0, 1).contiguous()
+    solarized = torch.where(image >= 128, 255 - image, image)
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out = policy(image)
+        if torch.equal(out, solarized):
+            seen.add("solarize")
+        elif torch.equal(out[0], out[1]) and torch.equal(out[1], out[2]):
+            seen.add("greyscale")
+        else:
+            assert (out.float() - image.float()).abs().mean() < 40, "neither solarized nor grey: a blur is mild"
+            seen.add("blur")
+    assert seen == {"solarize", "greyscale", "blur"}
+
+
+def test_random_erasing_honours_max_attempts() -> None:
+    """scale 0.5 with log-uniform ratios in [1/4, 4]: a box fits for ratios in (1/2, 2), half the draws.
+    One attempt then erases about half the images, ten attempts nearly all (1 - 2**-10)."""
+    def erased_share(attempts: int) -> float:
+        erase = RandomErasing(1.0, scale=(0.5, 0.5), ratio=(0.25, 4.0), value=7.0, max_attempts=attempts)
+        torch.manual_seed(0)
+        return sum(bool((erase(torch.zeros(3, 32, 32)) == 7.0).any()) for _ in range(400)) / 400
+
+    assert 0.4 < erased_share(1) < 0.6
+    assert erased_share(10) > 0.98
+    box = RandomErasing(1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=(1.0, 2.0, 3.0))(torch.zeros(3, 16, 16))
+    assert [int((box[c] == c + 1).sum()) for c in range(3)] == [64, 64, 64]
+    noisy = RandomErasing(1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value="random")(torch.zeros(3, 16, 16))
+    assert int((noisy != 0).sum()) == 3 * 64
+
+
+def test_re_max_attempts_reaches_the_training_transform() -> None:
+    transform = build_train_transform(image_size=16, re_prob=0.5, re_max_attempts=3)
+    (erasing,) = [t for t in transform.transforms if isinstance(t, RandomErasing)]
+    assert (erasing.max_attempts, erasing.p) == (3, 0.5)

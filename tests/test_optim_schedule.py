@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from res2net.config import load_config
+from res2net.config import key_specs, load_config
 from res2net.errors import ConfigError
+from res2net.models import build_model
 from res2net.train.optim import build_optimizer, param_groups
 from res2net.train.schedule import LRSchedule
-from res2net.train.step import classification_loss
+from res2net.train.step import StepRunner, classification_loss
 
 
 def config(*flags: str):  # noqa: ANN201 - a Config
@@ -74,19 +76,49 @@ def test_other_schedules_stay_within_bounds(name: str) -> None:
     assert not math.isclose(min(values), max(values)) or name == "constant"
 
 
-def test_weight_decay_filter_exempts_norm_and_bias() -> None:
+def test_weight_decay_filters_follow_mindcv() -> None:
+    """norm_and_bias exempts BatchNorm and every bias; auto (MindSpore's own filter) only BatchNorm."""
     model = tiny_net()
-    groups = param_groups(model, 1e-4, filter_norm_and_bias=True)
-    decayed = {id(p) for p in groups[0]["params"]}
-    assert groups[1]["weight_decay"] == 0.0
-    assert decayed == {id(model[0].weight), id(model[4].weight)}
-    assert len(param_groups(model, 1e-4, filter_norm_and_bias=False)) == 1
+    conv, bn, fc = model[0], model[1], model[4]
+
+    def exempt(filter_name: str) -> set[int]:
+        return {id(p) for g in param_groups(model, 1e-4, filter_name) if g["weight_decay"] == 0.0 for p in g["params"]}
+
+    assert exempt("norm_and_bias") == {id(conv.bias), id(bn.weight), id(bn.bias), id(fc.bias)}
+    assert exempt("auto") == {id(bn.weight), id(bn.bias)}
+    assert exempt("disable") == set()
+    assert len(param_groups(model, 1e-4, "disable")) == 1
     optimizer = build_optimizer(model, config("--opt", "momentum", "--weight_decay_filter", "norm_and_bias"))
     assert [g["weight_decay"] for g in optimizer.param_groups] == [optimizer.param_groups[0]["weight_decay"], 0.0]
+    legacy = build_optimizer(model, config("--opt", "momentum", "--filter_bias_and_bn", "True"))
+    assert [len(g["params"]) for g in legacy.param_groups] == [len(g["params"]) for g in optimizer.param_groups]
+
+
+def test_layer_decay_scales_each_stage_from_the_head_down() -> None:
+    """timm/BEiT layer-wise decay: head x1, layer4 x d, layer3 x d^2 ... stem x d^5, filters kept."""
+    model = build_model("res2net50", num_classes=10)
+    groups = param_groups(model, 0.05, "norm_and_bias", layer_decay=0.5)
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    expected = {"conv1": 0.5**5, "bn1": 0.5**5, "layer1": 0.5**4, "layer2": 0.5**3, "layer3": 0.5**2,
+                "layer4": 0.5, "fc": 1.0}
+    for name, parameter in model.named_parameters():
+        assert scale_of[id(parameter)] == pytest.approx(expected[name.split(".")[0]]), name
+        assert decay_of[id(parameter)] == (0.0 if parameter.ndim == 1 else 0.05), name
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+    optimizer = build_optimizer(model, config("--opt", "sgd", "--layer_decay", "0.5", "--lr", "0.1"))
+    LRSchedule.from_config(config("--scheduler", "constant", "--lr", "0.1", "--warmup_epochs", "0"), 10).apply(
+        optimizer, 0)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert lr_of[id(model.fc.weight)] == pytest.approx(0.1)
+    assert lr_of[id(model.conv1.weight)] == pytest.approx(0.1 * 0.5**5)
+    dla = param_groups(build_model("res2net_dla60", num_classes=10), 0.0, "disable", layer_decay=0.9)
+    assert sorted({g["lr_scale"] for g in dla}) == pytest.approx(sorted(0.9**k for k in range(6)))
 
 
 @pytest.mark.parametrize(
-    "name", ["sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "rmsprop", "adagrad", "lamb"]
+    "name", ["sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "adan", "rmsprop", "adagrad", "lamb"]
 )
 def test_every_optimizer_learns(name: str) -> None:
     model = tiny_net()
@@ -102,9 +134,42 @@ def test_every_optimizer_learns(name: str) -> None:
     assert losses[-1] < losses[0]
 
 
-def test_unavailable_optimizer_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="adan"):
-        build_optimizer(tiny_net(), config("--opt", "adan"))
+def test_every_listed_optimizer_is_built() -> None:
+    choices = key_specs()["opt"][0].choices
+    for name in choices:
+        assert isinstance(build_optimizer(tiny_net(), config("--opt", name)), torch.optim.Optimizer), name
+
+
+def test_timm_optimizers_without_timm_fail_when_the_recipe_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
+    for name in ("lion", "adan"):
+        with pytest.raises(ConfigError, match=rf"opt '{name}' uses timm's implementation: pip install 'res2net\[optim\]'"):
+            config("--opt", name)
+    assert config("--opt", "adamw").opt == "adamw"
+
+
+@pytest.mark.parametrize("kind", ["CE", "BCE"])
+def test_reduction_sum_is_mean_times_the_element_count(kind: str) -> None:
+    logits, targets = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    mean = classification_loss(logits, targets, kind=kind, label_smoothing=0.1, reduction="mean")
+    total = classification_loss(logits, targets, kind=kind, label_smoothing=0.1, reduction="sum")
+    elements = 6 if kind == "CE" else 6 * 5
+    assert total.item() == pytest.approx(mean.item() * elements, rel=1e-6)
+
+
+def test_reduction_reaches_the_step() -> None:
+    runner_args = {"device": torch.device("cpu"), "amp_dtype": None, "loss_kind": "CE", "label_smoothing": 0.0,
+                   "accumulation_steps": 1, "clip_norm": None}
+    images, targets = torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    losses = {}
+    for reduction in ("mean", "sum"):
+        model = tiny_net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        runner = StepRunner(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), reduction=reduction,
+                            **runner_args)
+        losses[reduction] = runner.forward_backward(images, targets).item()
+    assert losses["sum"] == pytest.approx(8 * losses["mean"], rel=1e-5)
 
 
 def test_soft_targets_are_not_smoothed_twice() -> None:

@@ -54,9 +54,15 @@ def normalize_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[Stats,
         raise ValueError(f"mean and std need 3 values (R, G, B), got {list(mean)} and {list(std)}")
     if min(std) <= 0:
         raise ValueError(f"std values must be positive, got {list(std)}")
+    # A 0-1 std is at most 0.5 (values in [0, 1]); a mean of zeros fits either scale.
     mean_255, std_255 = max(mean) > 1, max(std) > 1
-    if mean_255 and not std_255:
-        raise ValueError(f"mean {list(mean)} looks 0-255 scaled but std {list(std)} looks 0-1 scaled")
+    mean_01 = 0 < max(mean) <= 1
+    if mean_255 != std_255 and (mean_255 or mean_01):
+        scales = ("0-255", "0-1") if mean_255 else ("0-1", "0-255")
+        raise ValueError(
+            f"mean {list(mean)} looks {scales[0]} scaled but std {list(std)} looks {scales[1]} scaled; "
+            "give both on the same scale"
+        )
     divisor = 255.0 if mean_255 or std_255 else 1.0
     m = tuple(float(v) / divisor for v in mean)
     s = tuple(float(v) / divisor for v in std)
@@ -193,6 +199,70 @@ class ToNormalizedFloat:
         return f"{type(self).__name__}(mean={self.mean}, std={self.std}, jitter={self.jitter})"
 
 
+class RandomErasing:
+    """Random erasing (Zhong et al., 2017) on a normalised float (C, H, W) image, in place.
+
+    With probability ``p`` a box covering a random fraction ``scale`` of the image, with a
+    log-uniform aspect ratio from ``ratio``, is filled with ``value`` (one number, one per
+    channel, or ``"random"``: standard-normal noise per pixel). A box that does not fit is
+    redrawn up to ``max_attempts`` times, after which the image is left as it is: MindSpore's
+    and torchvision's semantics, with MindCV's ``re_max_attempts`` honoured (torchvision fixes 10).
+    """
+
+    def __init__(
+        self,
+        p: float,
+        *,
+        scale: tuple[float, float],
+        ratio: tuple[float, float],
+        value: EraseValue = 0.0,
+        max_attempts: int = 10,
+    ) -> None:
+        if not 0 <= p <= 1 or not 0 < scale[0] <= scale[1] or not 0 < ratio[0] <= ratio[1] or max_attempts < 1:
+            raise ValueError(f"invalid random erasing p={p}, scale={scale}, ratio={ratio}, attempts={max_attempts}")
+        if isinstance(value, str) and value != "random":
+            raise ValueError(f"re_value must be a number, one number per channel or 'random', got {value!r}")
+        self.p = p
+        self.scale = scale
+        self.ratio = ratio
+        self.value = value
+        self.max_attempts = max_attempts
+        self._log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def _fill(self, channels: int, h: int, w: int) -> torch.Tensor | float:
+        if isinstance(self.value, str):
+            return torch.randn(channels, h, w)
+        if isinstance(self.value, int | float):
+            return float(self.value)
+        values = [float(v) for v in self.value]
+        if len(values) not in (1, channels):
+            raise ValueError(f"re_value needs 1 or {channels} values, got {values}")
+        return torch.tensor(values).view(-1, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(())) >= self.p:
+            return image
+        channels, height, width = image.shape[-3:]
+        area = height * width
+        for _ in range(self.max_attempts):
+            target = area * float(torch.empty(()).uniform_(self.scale[0], self.scale[1]))
+            aspect = math.exp(float(torch.empty(()).uniform_(*self._log_ratio)))
+            h = round(math.sqrt(target * aspect))
+            w = round(math.sqrt(target / aspect))
+            if 0 < h < height and 0 < w < width:
+                top = int(torch.randint(0, height - h + 1, ()))
+                left = int(torch.randint(0, width - w + 1, ()))
+                image[..., top : top + h, left : left + w] = self._fill(channels, h, w)
+                return image
+        return image
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value!r}, "
+            f"max_attempts={self.max_attempts})"
+        )
+
+
 def build_train_transform(
     *,
     image_size: int,
@@ -207,6 +277,7 @@ def build_train_transform(
     re_scale: tuple[float, float] = (0.02, 0.33),
     re_ratio: tuple[float, float] = (0.3, 3.3),
     re_value: EraseValue = 0.0,
+    re_max_attempts: int = 10,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> Callable[[ImageInput], torch.Tensor]:
@@ -231,7 +302,9 @@ def build_train_transform(
     steps.append(ToNormalizedFloat(mean01, std01, jitter))
     if re_prob > 0:
         steps.append(
-            v2.RandomErasing(re_prob, scale=tuple(re_scale), ratio=tuple(re_ratio), value=_erase_value(re_value))
+            RandomErasing(
+                re_prob, scale=tuple(re_scale), ratio=tuple(re_ratio), value=re_value, max_attempts=re_max_attempts
+            )
         )
     return v2.Compose(steps)
 
@@ -262,16 +335,6 @@ def _jitter_args(color_jitter: float | Sequence[float]) -> tuple[float, ...]:
     if len(values) not in (3, 4):
         raise ValueError(f"color_jitter needs 1, 3 or 4 values (brightness, contrast, saturation[, hue]), got {values}")
     return values
-
-
-def _erase_value(value: EraseValue) -> float | list[float] | str:
-    if isinstance(value, str):
-        if value != "random":
-            raise ValueError(f"re_value must be a number, 3 numbers or 'random', got {value!r}")
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    return [float(v) for v in value]
 
 
 def _size(image: ImageInput) -> tuple[int, int]:

@@ -130,6 +130,7 @@ class Trainer:
             amp_dtype=self.train_amp.dtype,
             loss_kind=cfg.loss,
             label_smoothing=cfg.label_smoothing,
+            reduction=cfg.reduction,
             accumulation_steps=cfg.gradient_accumulation_steps,
             clip_norm=cfg.clip_value if cfg.clip_grad else None,
         )
@@ -147,7 +148,11 @@ class Trainer:
             drop_path_rate=cfg.drop_path_rate or 0.0,
         )
         if self.ctx.distributed and cfg.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if self.ctx.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                self.logger.info(f"note: sync_bn needs CUDA (SyncBatchNorm); each process keeps its own BatchNorm "
+                                 f"statistics on {self.ctx.device}")
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return model.to(self.ctx.device, memory_format=memory_format)
 

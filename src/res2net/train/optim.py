@@ -1,10 +1,22 @@
-"""Optimizers with MindCV's names, and its weight-decay filter.
+"""Optimizers with MindCV's names, its weight-decay filters, and layer-wise learning-rate decay.
 
-``weight_decay_filter: norm_and_bias`` (or ``auto``, or the older
-``filter_bias_and_bn: True``) exempts one-dimensional parameters — BatchNorm scales
-and shifts, biases — from weight decay, which is the standard recipe for ResNets.
-Optimizers run in their foreach (multi-tensor) form: one kernel per step, not one
-per parameter.
+Weight-decay filters, as MindCV 0.3 applies them on MindSpore:
+
+* ``disable``: every parameter is decayed;
+* ``auto``: MindSpore's own default filter, which exempts normalisation scales and shifts
+  (``gamma``/``beta``) but keeps decaying the biases of convolutions and the classifier;
+* ``norm_and_bias`` (MindCV < 0.3: ``filter_bias_and_bn: True``, translated when the recipe
+  is read): normalisation parameters
+  and every bias are exempt, the standard recipe for ResNets.
+
+``layer_decay`` (BEiT-style fine-tuning, as in timm) scales each parameter's learning rate by
+``layer_decay ** (depth from the head)``: the classifier keeps the full rate, the last stage
+``layer_decay`` times it, and so on down to the stem. Depths come from the model's own stage
+list (``feature_stages``), so every family member is covered without a table of names.
+The schedule multiplies each group's ``lr_scale`` into the rate it sets per step.
+
+Optimizers run in their foreach (multi-tensor) form: one kernel per step, not one per parameter.
+Lion and Adan come from timm (the ``optim`` extra); the recipe is refused when it is missing.
 """
 
 from __future__ import annotations
@@ -13,35 +25,68 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
-from ..config import Config
+from ..config import TIMM_OPTIMIZERS, Config
 from ..errors import ConfigError
 from .lamb import Lamb
 
-
-def decay_filter_enabled(cfg: Config) -> bool:
-    if cfg.filter_bias_and_bn is not None and "weight_decay_filter" not in cfg.provided:
-        return cfg.filter_bias_and_bn
-    return cfg.weight_decay_filter in ("auto", "norm_and_bias")
+_NORM_TYPES = (_NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-def param_groups(model: nn.Module, weight_decay: float, filter_norm_and_bias: bool) -> list[dict[str, Any]]:
-    """Split trainable parameters into decayed and not-decayed groups."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for parameter in model.parameters():
+def _exempt_from_decay(model: nn.Module, filter_name: str) -> set[int]:
+    """ids of the parameters the filter keeps out of weight decay."""
+    if filter_name == "disable":
+        return set()
+    exempt = {id(p) for module in model.modules() if isinstance(module, _NORM_TYPES) for p in module.parameters()}
+    if filter_name == "norm_and_bias":
+        exempt |= {id(p) for name, p in model.named_parameters() if name.rsplit(".", 1)[-1] == "bias"}
+    return exempt
+
+
+def layer_depths(model: nn.Module) -> tuple[dict[str, int], int]:
+    """Each parameter's layer index (0: stem ... last stage, then the head) and the layer count.
+
+    A family model lists its stages' top-level modules in ``feature_stages()``; whatever is not
+    in a stage (the classifier) is the head.
+    """
+    stages = getattr(model, "feature_stages", None)
+    if not callable(stages):
+        raise ConfigError(f"layer_decay needs a Res2Net family model with feature_stages(), got {type(model).__name__}")
+    stage_list = stages()
+    stage_of = {module: index for index, names in enumerate(stage_list) for module in names}
+    head = len(stage_list)
+    depths = {name: stage_of.get(name.split(".", 1)[0], head) for name, _ in model.named_parameters()}
+    return depths, head + 1
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, filter_name: str, layer_decay: float | None = None
+) -> list[dict[str, Any]]:
+    """Trainable parameters split by (layer, decayed or not); each group carries its ``lr_scale``."""
+    exempt = _exempt_from_decay(model, filter_name)
+    if layer_decay is None:
+        depths, num_layers, scales = {}, 1, [1.0]
+    else:
+        depths, num_layers = layer_depths(model)
+        scales = [layer_decay ** (num_layers - 1 - layer) for layer in range(num_layers)]
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if filter_norm_and_bias and parameter.ndim <= 1 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        layer = depths.get(name, 0)
+        decayed = id(parameter) not in exempt
+        group = groups.setdefault(
+            (layer, decayed),
+            {"params": [], "weight_decay": weight_decay if decayed else 0.0, "lr_scale": scales[layer]},
+        )
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """The optimizer ``cfg.opt`` over ``model``'s parameters (lr is set per step by the schedule)."""
-    groups = param_groups(model, cfg.weight_decay, decay_filter_enabled(cfg))
+    groups = param_groups(model, cfg.weight_decay, cfg.weight_decay_filter, cfg.layer_decay)
     name = cfg.opt
     if name in ("sgd", "momentum", "nesterov"):
         nesterov = name == "nesterov" or cfg.use_nesterov
@@ -59,5 +104,8 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(groups, lr=cfg.lr, eps=cfg.eps, foreach=True)
     if name == "lamb":
         return Lamb(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
-    raise ConfigError(f"opt '{name}' is not available on PyTorch in this package; "
-                      "use one of sgd, momentum, nesterov, adam, adamw, nadam, rmsprop, adagrad, lamb")
+    if name in TIMM_OPTIMIZERS:  # the config check made sure timm is installed
+        import timm.optim
+
+        return getattr(timm.optim, TIMM_OPTIMIZERS[name])(groups, lr=cfg.lr, foreach=True)
+    raise ConfigError(f"opt '{name}' is not available in this package")

@@ -25,22 +25,24 @@ class DivergedError(UserError):
 
 
 def classification_loss(
-    logits: torch.Tensor, targets: torch.Tensor, *, kind: str, label_smoothing: float
+    logits: torch.Tensor, targets: torch.Tensor, *, kind: str, label_smoothing: float, reduction: str = "mean"
 ) -> torch.Tensor:
     """CE or BCE on hard class indices or soft (mixup/cutmix) target distributions.
 
     Soft targets arrive already smoothed by the mixer, so smoothing applies to hard ones only.
+    ``reduction`` is MindCV's: ``mean`` averages (CE over samples, BCE over every logit) and
+    ``sum`` adds up.
     """
     logits = logits.float()
     if targets.ndim == 2:
         label_smoothing = 0.0
     if kind == "CE":
-        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing, reduction=reduction)
     if targets.ndim == 1:
         targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
     if label_smoothing > 0:
         targets = targets * (1 - label_smoothing) + label_smoothing / logits.shape[1]
-    return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
 
 
 class StepRunner:
@@ -66,6 +68,7 @@ class StepRunner:
         amp_dtype: str | None,
         loss_kind: str,
         label_smoothing: float,
+        reduction: str = "mean",
         accumulation_steps: int,
         clip_norm: float | None,
     ) -> None:
@@ -76,6 +79,7 @@ class StepRunner:
         self.amp_dtype = amp_dtype
         self.loss_kind = loss_kind
         self.label_smoothing = label_smoothing
+        self.reduction = reduction
         self.accumulation_steps = accumulation_steps
         self.clip_norm = clip_norm
         self.consecutive_nonfinite = 0
@@ -85,7 +89,9 @@ class StepRunner:
         """Accumulate gradients for one batch; returns the detached loss."""
         with autocast_context(self.device, self.amp_dtype):
             logits = self.model(images)
-        loss = classification_loss(logits, targets, kind=self.loss_kind, label_smoothing=self.label_smoothing)
+        loss = classification_loss(
+            logits, targets, kind=self.loss_kind, label_smoothing=self.label_smoothing, reduction=self.reduction
+        )
         if not torch.isfinite(loss):
             self.consecutive_nonfinite += 1
             if self.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
