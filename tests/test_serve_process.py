@@ -30,6 +30,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from res2net.errors import UserError
+from res2net.inference.calibration import sample_files
 from res2net.inference.session import PreprocessInfo, load_model, preprocess_images
 from res2net.models import build_model
 from res2net.serve import cli as serve_cli
@@ -239,6 +240,7 @@ def test_sigterm_drains_in_flight_requests(checkpoint: Path) -> None:
         (["--model", MODEL, "--checkpoint", "{missing}"], "not found"),
         (["--onnx", "{missing}"], "not found"),
         (["--model", MODEL, "--precision", "int8"], "--calibration-dir"),
+        (["--model", MODEL, "--calibration-dir", "{missing}"], "only used with --precision int8"),
         (["--onnx", "{garbage}", "--precision", "bf16"], "--precision"),
         (["--model", MODEL, "--max-batch-size", "0"], "--max-batch-size"),
         ([], "--model"),
@@ -282,7 +284,9 @@ def test_the_runner_is_built_on_a_thread_that_then_exits(monkeypatch: pytest.Mon
     assert builder is not threading.main_thread() and not builder.is_alive()
 
 
-def test_calibration_images_are_read_in_name_order_and_a_bad_one_is_named(tmp_path: Path) -> None:
+def test_calibration_images_are_a_seeded_sample_and_a_bad_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     info = PreprocessInfo(
         input_size=(3, SIZE, SIZE), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
         interpolation="bilinear", class_names=None,
@@ -291,12 +295,21 @@ def test_calibration_images_are_read_in_name_order_and_a_bad_one_is_named(tmp_pa
     for index in (2, 0, 1):
         Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"{index}.png")
     in_order = [Image.open(tmp_path / f"{index}.png").convert("RGB") for index in range(3)]
-    torch.testing.assert_close(serve_cli._calibration_images(tmp_path, info), preprocess_images(in_order, info))
+    torch.testing.assert_close(serve_cli.calibration_images(tmp_path, info), preprocess_images(in_order, info))
+    assert f"int8 calibration: 3 images (all) in {tmp_path}" in capsys.readouterr().out
 
     (tmp_path / "3.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match=r"calibration image .*3\.png cannot be read"):
-        serve_cli._calibration_images(tmp_path, info)
+        serve_cli.calibration_images(tmp_path, info)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="holds no images"):
-        serve_cli._calibration_images(empty, info)
+        serve_cli.calibration_images(empty, info)
+
+
+def test_more_images_than_needed_are_sampled_with_a_fixed_seed(tmp_path: Path) -> None:
+    files = [tmp_path / f"{index:03d}.png" for index in range(100)]
+    first = sample_files(files, 10, seed=0)
+    assert first == sample_files(files, 10, seed=0) and first == sorted(first)
+    assert first != files[:10] and first != sample_files(files, 10, seed=1)
+    assert sample_files(files, 200, seed=0) == files

@@ -13,8 +13,10 @@ from safetensors.torch import load_file, save_file
 from torch._dynamo.utils import counters
 
 from res2net import validation
-from res2net.config import load_config
-from res2net.data import ImageFolderDataset, build_eval_transform
+from res2net.config import Config, load_config
+from res2net.data import EncodedImage, ImageFolderDataset, build_eval_transform
+from res2net.errors import DataError
+from res2net.inference.calibration import sample_files
 from res2net.evaluate import EvalResult
 from res2net.inference.torch_backend import cpp_compiler_available
 from res2net.models import build_model
@@ -83,37 +85,104 @@ def test_validate_equals_hand_computation(
     assert [int(row["total"]) for row in rows] == [3] * 10
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_validate_with_the_fast_path_agrees_with_eager(checkpoint: Path, tiny_digits_dir: Path, precision: str) -> None:
-    """``--precision`` runs optimize_for_inference (int8 calibrated on validation batches) over the same images."""
-    args = ["-c", str(DEMO_RECIPE), "--data_dir", str(tiny_digits_dir), "--image_resize", "16",
-            "--ckpt_path", str(checkpoint), "--batch_size", "8"]
-    eager = validate(load_config(args, purpose="validate"))
-    fast = validate(load_config([*args, "--precision", precision], purpose="validate"))
-    assert fast.num_samples == eager.num_samples == 30
-    tolerance = 1e-4 if precision == "fp32" else 0.05
-    assert fast.loss == pytest.approx(eager.loss, rel=tolerance)
-    if precision == "fp32":
-        assert fast.per_class_correct == eager.per_class_correct
+class Recording(torch.nn.Module):
+    """Passes batches through and keeps the logits, so two runs can be compared image by image."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.logits: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.inner(images)
+        self.logits.append(out.detach().float().cpu())
+        return out
+
+
+def predictions_of(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[EvalResult, torch.Tensor]:
+    recorded: list[Recording] = []
+    real_prepare = validation.prepare_model
+
+    def recording_prepare(*a: object, **k: object) -> torch.nn.Module:
+        recorded.append(Recording(real_prepare(*a, **k)))
+        return recorded[-1]
+
+    monkeypatch.setattr(validation, "prepare_model", recording_prepare)
+    result = validate(load_config(args, purpose="validate"))
+    return result, torch.cat(recorded[-1].logits).argmax(dim=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "agreement"), [("fp32", 1.0), ("bf16", 0.98), ("int8", 0.98)])
+def test_the_fast_path_agrees_with_eager_image_by_image(
+    learned_run: tuple[Path, float], digits_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], precision: str, agreement: float,
+) -> None:
+    """On a model that has learned the digits, ``--precision`` predicts what eager fp32 predicts."""
+    run_dir, _ = learned_run
+    args = ["-c", str(DEMO_RECIPE), "--data_dir", str(digits_dir), "--image_resize", "16",
+            "--ckpt_path", str(run_dir / "last.pth"), "--batch_size", "64"]
+    eager, eager_top1 = predictions_of(args, monkeypatch)
+    fast, fast_top1 = predictions_of([*args, "--precision", precision], monkeypatch)
+    assert fast.num_samples == eager.num_samples == len(eager_top1) == 360
+    assert eager.top1 >= 80.0
+    same = float((fast_top1 == eager_top1).float().mean())
+    assert same >= agreement, f"{precision}: {same:.1%} of images get eager fp32's top-1"
+    assert abs(fast.top1 - eager.top1) <= 100.0 * (1.0 - agreement)
+    if precision == "int8":
+        assert f"int8 calibration: 32 images (drawn with seed 42 from the 1437) in the train split {digits_dir}/train" \
+            in capsys.readouterr().out
+
+
+def test_int8_calibration_never_uses_the_scored_images(digits_dir: Path, tmp_path: Path) -> None:
+    """A seeded sample of the train split, or the folder given; never the validation images."""
+    def cfg_of(*extra: str) -> Config:
+        return load_config(["-c", str(DEMO_RECIPE), "--data_dir", str(digits_dir), *extra], purpose="validate")
+
+    transform = build_eval_transform(image_size=16, crop_pct=1.0)
+    drawn = validation.calibration_set(cfg_of(), transform)
+    assert drawn.images.shape == (32, 3, 16, 16)
+    assert f"train split {digits_dir}/train" in drawn.source
+    again = validation.calibration_set(cfg_of(), transform)
+    torch.testing.assert_close(drawn.images, again.images)
+    other_seed = validation.calibration_set(cfg_of("--seed", "7"), transform)
+    assert not torch.equal(drawn.images, other_seed.images)
+    val_images = {EncodedImage.read(p).data for p, _ in ImageFolderDataset(digits_dir, "val").samples}
+    train_files = ImageFolderDataset(digits_dir, "train").samples
+    chosen = sample_files([p for p, _ in train_files], 32, seed=42)
+    assert not val_images & {EncodedImage.read(p).data for p in chosen}
+    assert len({label for p, label in train_files if p in set(chosen)}) > 5  # not one class
+
+    folder = validation.calibration_set(cfg_of("--calibration_dir", str(digits_dir / "val" / "3"),
+                                               "--calibration_images", "5"), transform)
+    assert folder.images.shape[0] == 5 and str(digits_dir / "val" / "3") in folder.source
+    with pytest.raises(DataError, match="--calibration_dir"):
+        validation.calibration_set(cfg_of("--train_split", "missing"), transform)
 
 
 def test_validate_bf16_compiles_before_the_timed_loop(
     checkpoint: Path, tiny_digits_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """img/s must not include inductor's 15-45 s compilation: the graph exists before evaluate starts."""
-    graphs_at_evaluate: list[int] = []
+    """img/s must not include inductor's 15-45 s compilation: the graph exists before evaluate
+    starts, and evaluate compiles nothing."""
+    graphs_around_evaluate: list[tuple[int, int]] = []
     real_evaluate = validation.evaluate
 
     def recording_evaluate(model: torch.nn.Module, *args: object, **kwargs: object) -> EvalResult:
-        graphs_at_evaluate.append(counters["stats"]["unique_graphs"])
-        return real_evaluate(model, *args, **kwargs)
+        before = counters["stats"]["unique_graphs"]
+        result = real_evaluate(model, *args, **kwargs)
+        graphs_around_evaluate.append((before, counters["stats"]["unique_graphs"]))
+        return result
 
     monkeypatch.setattr(validation, "evaluate", recording_evaluate)
     args = ["-c", str(DEMO_RECIPE), "--data_dir", str(tiny_digits_dir), "--image_resize", "16",
             "--ckpt_path", str(checkpoint), "--batch_size", "8"]
     eager = validate(load_config(args, purpose="validate"))
+    torch._dynamo.reset()  # graphs compiled by earlier tests for the same shapes would be reused
     graphs_before = counters["stats"]["unique_graphs"]
     bf16 = validate(load_config([*args, "--precision", "bf16"], purpose="validate"))
     assert bf16.num_samples == 30 and bf16.loss == pytest.approx(eager.loss, rel=0.05)
     if cpp_compiler_available():
-        assert graphs_at_evaluate[-1] > graphs_before, "bf16 was compiled inside the timed loop"
+        at_start, at_end = graphs_around_evaluate[-1]
+        assert at_start > graphs_before, "bf16 was not compiled before the timed loop"
+        assert at_end == at_start, "evaluate compiled a graph inside the timed loop"

@@ -16,25 +16,35 @@ from torch import nn
 
 from .config import Config, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
+from .errors import DataError
 from .evaluate import EvalResult, evaluate
+from .inference.calibration import CalibrationSet, Transform, image_files, load_calibration
 from .inference.optimize import optimize_for_inference
 from .models import create_model
-from .train.data_setup import eval_dataset, eval_loader, without_empty_batches
+from .train.data_setup import dataset_reader, eval_dataset, eval_loader, without_empty_batches
 
-CALIBRATION_IMAGES = 32
+def calibration_set(cfg: Config, transform: Transform) -> CalibrationSet:
+    """int8 calibration images: ``calibration_dir`` if given, else a seeded sample of the train split.
+
+    Never the validation images: calibrating on the images that are then scored would report
+    an accuracy the quantised model does not have on new images.
+    """
+    if cfg.calibration_dir:
+        directory = Path(cfg.calibration_dir)
+        files = image_files(directory, what="calibration_dir")
+        origin = str(directory)
+    else:
+        try:
+            train_split = dataset_reader(cfg)(cfg.data_dir, cfg.train_split)
+        except DataError as err:
+            raise DataError(f"int8 calibration draws from the train split, which cannot be read ({err}); "
+                            "pass --calibration_dir DIR") from None
+        files = [path for path, _ in train_split.samples]
+        origin = f"the train split {train_split.root}"
+    return load_calibration(files, transform, count=cfg.calibration_images, seed=cfg.seed, origin=origin)
 
 
-def calibration_batch(loader: torch.utils.data.DataLoader, limit: int = CALIBRATION_IMAGES) -> torch.Tensor:
-    """The first ``limit`` preprocessed images, for int8 calibration."""
-    images: list[torch.Tensor] = []
-    for batch_images, _ in without_empty_batches(loader):
-        images.append(batch_images)
-        if sum(len(x) for x in images) >= limit:
-            break
-    return torch.cat(images)[:limit]
-
-
-def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, loader: torch.utils.data.DataLoader) -> nn.Module:
+def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, transform: Transform) -> nn.Module:
     """The model to evaluate: eager on the device, or the optimised inference path."""
     model = create_model(
         cfg.model,
@@ -47,7 +57,12 @@ def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, loader: torch
     if cfg.precision == "eager":
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return model.to(ctx.device, memory_format=memory_format)
-    calibration = calibration_batch(loader) if cfg.precision == "int8" else None
+    calibration = None
+    if cfg.precision == "int8":
+        drawn = calibration_set(cfg, transform)
+        if ctx.is_main:
+            print(f"int8 calibration: {drawn.source}")
+        calibration = drawn.images
     optimized = optimize_for_inference(model, precision=cfg.precision, calibration_images=calibration)
     if cfg.precision == "bf16":
         # bf16 compiles on its first batch (15-45 s); do that here, outside the timed loop, so
@@ -76,7 +91,7 @@ def validate(cfg: Config) -> EvalResult:
         if ctx.is_main:
             for note in ignored_key_notes(cfg):
                 print(note)
-        model = prepare_model(cfg, num_classes, ctx, loader)
+        model = prepare_model(cfg, num_classes, ctx, dataset.transform)
         amp = amp_plan(cfg, ctx.device.type, validation=True)
         result = evaluate(
             model,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "int8")
 #: int8 scales come from activation ranges; a few dozen typical images are enough.
 MAX_CALIBRATION_IMAGES = 64
+CALIBRATION_SEED = 0
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,7 +40,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     source.add_argument("--onnx", type=Path, help="an ONNX file from `res2net export`, with its JSON sidecar")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="PyTorch inference precision")
     parser.add_argument(
-        "--calibration-dir", type=Path, help=f"int8 only: folder of up to {MAX_CALIBRATION_IMAGES} typical images"
+        "--calibration-dir", type=Path,
+        help=f"int8 only: folder of typical images; a seeded sample of {MAX_CALIBRATION_IMAGES} of them calibrates"
     )
     parser.add_argument("--num-classes", type=int, help="classifier size, when the checkpoint's differs from 1000")
     parser.add_argument("--served-name", help="model name in URLs (default: --model, or the ONNX file's stem)")
@@ -87,6 +89,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--precision applies to PyTorch models; an ONNX export runs as exported")
     if args.precision == "int8" and args.calibration_dir is None:
         raise UserError("--precision int8 needs --calibration-dir DIR: a few dozen images like those to be served")
+    if args.calibration_dir is not None and args.precision != "int8":
+        raise UserError("--calibration-dir is only used with --precision int8")
     if args.max_batch_size < 1:
         raise UserError(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
     if args.max_latency_ms < 0:
@@ -120,7 +124,7 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
     calibration = None
     if args.calibration_dir is not None:
         info = preprocess_for(args.model, args.checkpoint, args.pretrained, num_classes=args.num_classes)
-        calibration = _calibration_images(args.calibration_dir, info)
+        calibration = calibration_images(args.calibration_dir, info)
     model, info = load_inference_model(
         args.model,
         checkpoint_path=args.checkpoint,
@@ -132,21 +136,15 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
     return TorchRunner(model, info, preprocess_images)
 
 
-def _calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
-    """The first images of ``directory`` (sorted by name), preprocessed as served images are."""
-    from ..data.folder import IMG_EXTENSIONS
-    from ..inference.predict import open_image
-    from ..inference.session import preprocess_images
+def calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
+    """A seeded sample of up to ``MAX_CALIBRATION_IMAGES`` images of ``directory``, preprocessed as
+    served images are."""
+    from ..inference.calibration import image_files, load_calibration
+    from ..inference.session import eval_transform
 
-    if not directory.is_dir():
-        raise UserError(f"--calibration-dir {directory} is not a folder")
-    files = sorted(path for path in directory.iterdir() if path.suffix.lower() in IMG_EXTENSIONS)
-    if not files:
-        raise UserError(f"--calibration-dir {directory} holds no images ({', '.join(IMG_EXTENSIONS)})")
-    images = []
-    for path in files[:MAX_CALIBRATION_IMAGES]:
-        try:
-            images.append(open_image(path))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise UserError(f"calibration image {path} cannot be read: {err}") from None
-    return preprocess_images(images, info)
+    files = image_files(directory, what="--calibration-dir")
+    drawn = load_calibration(
+        files, eval_transform(info), count=MAX_CALIBRATION_IMAGES, seed=CALIBRATION_SEED, origin=str(directory)
+    )
+    print(f"int8 calibration: {drawn.source}", flush=True)
+    return drawn.images
