@@ -9,11 +9,15 @@ same interface (``forward_features``, ``forward_head``, ``reset_classifier``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .blocks import Bottle2neck
+
+if TYPE_CHECKING:
+    from .registry import PretrainedCfg
 
 VALID_OUTPUT_STRIDES = (8, 16, 32)
 
@@ -83,6 +87,8 @@ class ClassifierBackbone(nn.Module):
     """
 
     feature_info: list[FeatureInfo]
+    #: What the weights are and how to use them (set by ``build_model`` / ``create_model``).
+    pretrained_cfg: PretrainedCfg
 
     def _init_head(self, num_features: int, num_classes: int, drop_rate: float) -> None:
         self.num_features = num_features
@@ -104,8 +110,11 @@ class ClassifierBackbone(nn.Module):
         return x if pre_logits else self.fc(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (0 removes it), e.g. before fine-tuning."""
+        """Replace the classifier (0 removes it), e.g. before fine-tuning; the new rows have no
+        names yet, and ``pretrained_cfg`` says so."""
         self.num_classes = num_classes
+        if hasattr(self, "pretrained_cfg"):
+            self.pretrained_cfg = self.pretrained_cfg.replace(num_classes=num_classes, label_names=None)
         device = next(self.parameters()).device
         if num_classes > 0:
             self.fc = nn.Linear(self.num_features, num_classes, device=device)

@@ -33,6 +33,7 @@ class FeatureExtractor(nn.ModuleDict):
         self._stage_ends = [names[-1] for names in kept_stages]
         self.out_indices = indices
         self.feature_info: list[FeatureInfo] = [backbone.feature_info[i] for i in indices]
+        self.pretrained_cfg = backbone.pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs: list[torch.Tensor] = []
