@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .benchmark import add_benchmark_parser, run_benchmark
-from .checkpoint.convert import add_convert_parser, run_convert
 from .config import load_config
+from .convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .errors import UserError
 from .inference.export import add_export_parser, run_export
 from .inference.predict import add_predict_parser, run_predict
-from .models import get_model_spec, list_models
+from .models import REGISTRY, list_models
 from .serve.cli import add_serve_parser, run_serve
 from .train import train
 from .validation import validate
@@ -44,9 +44,12 @@ def validate_main(argv: Sequence[str]) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern):
-        spec = get_model_spec(name)
-        tags = ", ".join(f"{tag} (top-1 {cfg.top1})" for tag, cfg in spec.pretrained.items()) or "no weights"
-        print(f"{name:24s} {spec.description}; {tags}")
+        entry = REGISTRY.model_name(name)
+        arch = REGISTRY.architectures[entry.architecture]
+        tags = REGISTRY.weights[entry.architecture]
+        weights = ", ".join(f"{tag} (top-1 {cfg.top1})" for tag, cfg in tags.items()) or "no weights"
+        alias = "" if entry.architecture == name else f" = {entry.architecture} ({entry.origin} name)"
+        print(f"{name:24s} {arch.description}{alias}; {weights}")
     return 0
 
 

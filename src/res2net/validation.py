@@ -18,10 +18,11 @@ from .config import Config, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
 from .errors import DataError
 from .evaluate import EvalResult, evaluate
+from .factory import create_model
 from .inference.calibration import CalibrationSet, Transform, image_files, load_calibration
 from .inference.optimize import optimize_for_inference
-from .models import create_model
 from .train.data_setup import dataset_reader, eval_dataset, eval_loader, without_empty_batches
+
 
 def calibration_set(cfg: Config, transform: Transform) -> CalibrationSet:
     """int8 calibration images: ``calibration_dir`` if given, else a seeded sample of the train split.

@@ -1,12 +1,23 @@
 """Reading every checkpoint format users have and loading it into our models.
 
-``load_checkpoint_into`` detects the format from the file's bytes (PyTorch zip or
-pickle, safetensors, MindSpore protobuf), unwraps training checkpoints, translates
-MindCV / official / timm names and loads strictly; ``hub.fetch_pretrained`` downloads
-published weights into a cache; ``convert`` writes any of them as our safetensors.
+``read_checkpoint`` reads a file once (format from its bytes: PyTorch zip or pickle,
+safetensors, MindSpore protobuf) into weights plus what the file says about itself;
+``load_state_into`` translates MindCV / official / timm names and loads strictly;
+``training`` owns the layout of our training checkpoints; ``hub`` downloads published weights
+into a cache.
 """
 
-from res2net.checkpoint.formats import CheckpointFormat, detect_format, read_state_dict
-from res2net.checkpoint.load import load_checkpoint_into, load_state_into
+from res2net.checkpoint.formats import RawCheckpoint, read_checkpoint, read_state_dict
+from res2net.checkpoint.load import HeadFit, load_checkpoint_into, load_state_into
+from res2net.checkpoint.sniff import CheckpointFormat, detect_format
 
-__all__ = ["CheckpointFormat", "detect_format", "load_checkpoint_into", "load_state_into", "read_state_dict"]
+__all__ = [
+    "CheckpointFormat",
+    "HeadFit",
+    "RawCheckpoint",
+    "detect_format",
+    "load_checkpoint_into",
+    "load_state_into",
+    "read_checkpoint",
+    "read_state_dict",
+]

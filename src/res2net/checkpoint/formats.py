@@ -1,129 +1,56 @@
-"""Detect a checkpoint's format from its bytes and read it into a flat ``{name: tensor}``.
+"""Read any supported checkpoint once into a :class:`RawCheckpoint`: weights plus what the file
+says about itself.
 
-Users name files arbitrarily (MindCV's ``.ckpt``, PyTorch's ``.pth``/``.pt``/``.bin``,
-``.safetensors``, or nothing at all), so the file's leading bytes decide how to read it,
-never its suffix. Wrappers that training scripts put around a state dict (ours:
-``{"model", "model_ema", "optimizer", ...}``; others: ``"state_dict"``, ``"model"``,
-``"module"``) and the ``module.`` / ``_orig_mod.`` prefixes of DataParallel and
-torch.compile are removed here, so later stages only see parameter names.
+The file's bytes are read once; its format (:mod:`.sniff`), its sha256, its weights and its
+metadata all come from those bytes, so loading a model never opens a checkpoint twice.
+Wrappers that training scripts put around a state dict (ours: a :class:`TrainingCheckpoint`;
+others: ``"state_dict"``, ``"model"``, ``"module"``) and the ``module.`` / ``_orig_mod.``
+prefixes of DataParallel and torch.compile are removed here, so later stages only see
+parameter names. Metadata: our training checkpoints and our converted safetensors files carry
+a :class:`~res2net.models.PretrainedCfg`; other files carry none.
 """
 
 from __future__ import annotations
 
-import enum
+import hashlib
 import json
-import pickle
 import struct
-import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import load as load_safetensors
 
-from res2net.checkpoint.mindspore_ckpt import read_mindspore_checkpoint
+from res2net.checkpoint import training
+from res2net.checkpoint.mindspore_ckpt import parse_mindspore_checkpoint
+from res2net.checkpoint.sniff import CheckpointFormat, detect_format, format_of
+from res2net.checkpoint.torchfile import load_torch_bytes, read_file, reason
 from res2net.errors import CheckpointError
 
-
-class CheckpointFormat(enum.Enum):
-    TORCH_ZIP = "torch-zip"
-    TORCH_PICKLE = "torch-pickle"
-    SAFETENSORS = "safetensors"
-    MINDSPORE = "mindspore"
-
+__all__ = ["CheckpointFormat", "RawCheckpoint", "detect_format", "read_checkpoint", "read_state_dict"]
 
 # Keys under which training scripts store the weights, most specific first.
 _EMA_KEYS = ("model_ema", "state_dict_ema")
 _WRAPPER_KEYS = ("model", "state_dict", "module")
 _MINDSPORE_EMA_PREFIX = "ema."
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-_HEAD_BYTES = 32
-_SAFETENSORS_MAX_HEADER = 100_000_000  # the limit the safetensors library itself enforces
-_MAX_REASON = 160
+#: safetensors metadata key under which ``res2net convert`` stores the weights' PretrainedCfg (JSON).
+SAFETENSORS_CFG_KEY = "res2net.pretrained_cfg"
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    """Decode a protobuf varint at ``pos``; ``None`` when the bytes end first."""
-    value, shift = 0, 0
-    while pos < len(data) and shift < 64:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    return None
+@dataclass(frozen=True)
+class RawCheckpoint:
+    """One checkpoint file, read once: its weights under the source's own names, its format,
+    the sha256 of its bytes, and the PretrainedCfg fields it stores (None if it stores none)."""
 
-
-def _looks_like_mindspore(head: bytes) -> bool:
-    # Checkpoint.value (field 1, length-delimited) whose first field is Value.tag (field 1, string).
-    if not head.startswith(b"\x0a"):
-        return False
-    decoded = _varint(head, 1)
-    return decoded is not None and decoded[1] < len(head) and head[decoded[1]] == 0x0A
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    # 8-byte little-endian header length, then a JSON object. The length is not checked
-    # against the file size so that a truncated file is reported as a truncated safetensors.
-    if len(head) < 9:
-        return False
-    (header_len,) = struct.unpack("<Q", head[:8])
-    return 0 < header_len <= _SAFETENSORS_MAX_HEADER and head[8:9] == b"{"
-
-
-def detect_format(path: Path) -> CheckpointFormat:
-    """The format of ``path`` judged from its leading bytes.
-
-    Raises CheckpointError for missing, empty or unrecognised files.
-    """
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    with path.open("rb") as f:
-        head = f.read(_HEAD_BYTES)
-    if not head:
-        raise CheckpointError(f"{path}: checkpoint file is empty")
-    if head.startswith(b"PK\x03\x04"):
-        return CheckpointFormat.TORCH_ZIP
-    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
-        return CheckpointFormat.TORCH_PICKLE
-    if _looks_like_safetensors(head):
-        return CheckpointFormat.SAFETENSORS
-    if _looks_like_mindspore(head):
-        return CheckpointFormat.MINDSPORE
-    raise CheckpointError(
-        f"{path}: not a checkpoint this package can read "
-        "(expected a PyTorch file, safetensors or a MindSpore .ckpt)"
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a library's error, shortened: our messages stay one line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
-
-
-def _torch_load(path: Path) -> object:
-    # weights_only: a checkpoint from the internet must not be able to run code. A file
-    # object, not the path: torch.load dispatches on some suffixes (".safetensors").
-    try:
-        with path.open("rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: PyTorch file holds objects other than tensors and plain containers, "
-            f"refused for safety ({_reason(exc)})"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable PyTorch file, truncated or corrupted ({_reason(exc)})") from exc
-
-
-def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_safetensors(str(path), device="cpu")
-    except (SafetensorError, json.JSONDecodeError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupted ({_reason(exc)})") from exc
+    path: Path
+    format: CheckpointFormat
+    state: dict[str, torch.Tensor]
+    sha256: str
+    pretrained_cfg: Mapping[str, Any] | None = None
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -177,15 +104,50 @@ def _strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
-def read_state_dict(path: str | Path, *, use_ema: bool = False) -> dict[str, torch.Tensor]:
-    """Read any supported checkpoint into a flat ``{name: tensor}`` with the source's own names.
+def _safetensors(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], Mapping[str, Any] | None]:
+    try:
+        state = load_safetensors(data)
+        (header_len,) = struct.unpack("<Q", data[:8])
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    except (SafetensorError, json.JSONDecodeError, struct.error, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupted ({reason(exc)})") from None
+    stored = metadata.get(SAFETENSORS_CFG_KEY)
+    try:
+        cfg = json.loads(stored) if stored else None
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: its {SAFETENSORS_CFG_KEY} metadata is not valid JSON") from None
+    return state, cfg
+
+
+def _torch(data: bytes, path: Path, use_ema: bool) -> tuple[Mapping[str, torch.Tensor], Mapping[str, Any] | None]:
+    obj = load_torch_bytes(data, path)
+    if training.is_training_checkpoint(obj):
+        saved = training.parse(obj, path)
+        return saved.weights(use_ema, path), saved.pretrained_cfg
+    return _unwrap(obj, use_ema, path), None
+
+
+def read_checkpoint(path: str | Path, *, use_ema: bool = False) -> RawCheckpoint:
+    """Read any supported checkpoint (format from its bytes) with one read of the file.
 
     ``use_ema`` picks the exponential-moving-average weights (our ``model_ema``, timm's
     ``state_dict_ema``, MindCV's ``ema.*``) and fails when the file has none.
     """
     path = Path(path)
-    fmt = detect_format(path)
+    data = read_file(path)
+    fmt = format_of(data, path)
+    cfg: Mapping[str, Any] | None = None
     if fmt is CheckpointFormat.MINDSPORE:
-        return _select_mindspore_ema(read_mindspore_checkpoint(path), use_ema, path)
-    raw = _safetensors_load(path) if fmt is CheckpointFormat.SAFETENSORS else _torch_load(path)
-    return _strip_wrapper_prefixes(_unwrap(raw, use_ema, path))
+        state: Mapping[str, torch.Tensor] = _select_mindspore_ema(parse_mindspore_checkpoint(data, path), use_ema, path)
+    elif fmt is CheckpointFormat.SAFETENSORS:
+        if use_ema:
+            raise CheckpointError(f"{path}: EMA weights were requested but a safetensors file holds one state dict")
+        state, cfg = _safetensors(data, path)
+    else:
+        state, cfg = _torch(data, path, use_ema)
+    return RawCheckpoint(path, fmt, _strip_wrapper_prefixes(state), hashlib.sha256(data).hexdigest(), cfg)
+
+
+def read_state_dict(path: str | Path, *, use_ema: bool = False) -> dict[str, torch.Tensor]:
+    """Just the weights of :func:`read_checkpoint`, under the source's own names."""
+    return read_checkpoint(path, use_ema=use_ema).state

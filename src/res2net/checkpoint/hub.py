@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from res2net.errors import CheckpointError
-from res2net.models.registry import get_model_spec
+from res2net.models import PretrainedCfg
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,8 @@ def download_cached(url: str, file_name: str, sha256_prefix: str) -> Path:
     return dest
 
 
-def fetch_pretrained(model_name: str, tag: str | None = None) -> Path:
-    """Local path of the published weights ``tag`` (default: the model's first) of ``model_name``."""
-    spec = get_model_spec(model_name)
-    if not spec.pretrained:
-        raise CheckpointError(
-            f"model {model_name} has no published weights; pass a local file with checkpoint_path=<file>"
-        )
-    chosen = tag or spec.default_pretrained_tag
-    cfg = spec.pretrained.get(chosen) if chosen is not None else None
-    if cfg is None:
-        raise CheckpointError(
-            f"model {model_name} has no weights tagged {tag!r}; available: {', '.join(sorted(spec.pretrained))}"
-        )
-    return download_cached(cfg.url, cfg.file_name, cfg.sha256_prefix)
+def fetch_pretrained(cfg: PretrainedCfg) -> Path:
+    """Local path of the weights ``cfg`` describes (downloaded and verified on first use)."""
+    if not cfg.url:
+        raise CheckpointError(f"weights {cfg.architecture}.{cfg.tag} have no URL to download them from")
+    return download_cached(cfg.url, cfg.file_name, cfg.sha256)

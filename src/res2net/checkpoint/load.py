@@ -13,6 +13,7 @@ produces plausible-looking garbage.
 
 from __future__ import annotations
 
+import enum
 import logging
 import warnings
 from collections.abc import Iterable, Mapping
@@ -21,14 +22,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from res2net.checkpoint.formats import read_state_dict
+from res2net.checkpoint.formats import read_checkpoint
 from res2net.checkpoint.remap import HEAD_WEIGHT, to_our_names
+from res2net.checkpoint.sniff import CheckpointFormat
 from res2net.errors import CheckpointError
+from res2net.models.labels import IMAGENET_CLASSES, MINDCV_IMAGENET_ROWS
 
 _HEAD_PREFIX = "fc."
 _HEAD_BIAS = "fc.bias"
-_MINDCV_IMAGENET_CLASSES = 1001
-_IMAGENET_CLASSES = 1000
 
 log = logging.getLogger(__name__)
 _COUNTER = "num_batches_tracked"
@@ -48,6 +49,15 @@ def _classes(tensor: torch.Tensor) -> int:
     return int(tensor.shape[0])
 
 
+class HeadFit(enum.Enum):
+    """What loading did with the checkpoint's classifier."""
+
+    LOADED = "loaded"  # same rows as the model's: taken as it is
+    NO_HEAD = "no head"  # the file or the model has none
+    MINDCV_ROWS_DROPPED = "MindCV's unused 1001st row dropped"
+    REINITIALISED = "re-initialised"  # another size: fine-tuning starts from a fresh classifier
+
+
 def _fit_head(
     state: dict[str, torch.Tensor],
     model: nn.Module,
@@ -56,20 +66,21 @@ def _fit_head(
     origin: str,
     model_name: str,
     strict_head: bool,
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], HeadFit]:
     """Replace the checkpoint's classifier by a freshly initialised one when the model's has
     another number of classes."""
     theirs, ours = state.get(HEAD_WEIGHT), target.get(HEAD_WEIGHT)
     if theirs is None:
-        return state
+        return state, HeadFit.NO_HEAD
     if ours is None:
         # The model was built without a classifier (num_classes=0): the head is not wanted.
-        return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+        return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}, HeadFit.NO_HEAD
     if theirs.dim() != 2 or theirs.shape[1] != ours.shape[1] or theirs.shape[0] == ours.shape[0]:
-        return state  # same size, or a genuine mismatch reported with the rest
-    if (_classes(theirs), _classes(ours)) == (_MINDCV_IMAGENET_CLASSES, _IMAGENET_CLASSES) and _HEAD_BIAS in state:
+        return state, HeadFit.LOADED  # same size, or a genuine mismatch reported with the rest
+    if (_classes(theirs), _classes(ours)) == (MINDCV_IMAGENET_ROWS, IMAGENET_CLASSES) and _HEAD_BIAS in state:
         log.info("%s: 1001-class MindCV classifier, keeping its first 1000 classes as MindCV does", origin)
-        return state | {HEAD_WEIGHT: theirs[:_IMAGENET_CLASSES], _HEAD_BIAS: state[_HEAD_BIAS][:_IMAGENET_CLASSES]}
+        kept = {HEAD_WEIGHT: theirs[:IMAGENET_CLASSES], _HEAD_BIAS: state[_HEAD_BIAS][:IMAGENET_CLASSES]}
+        return state | kept, HeadFit.MINDCV_ROWS_DROPPED
     if strict_head:
         raise CheckpointError(
             f"{origin}: classifier has {_classes(theirs)} classes but model {model_name} has {_classes(ours)}"
@@ -85,19 +96,27 @@ def _fit_head(
         reset(_classes(ours))
     trunk = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
     fresh_head = {k: v for k, v in model.state_dict().items() if k.startswith(_HEAD_PREFIX)}
-    return trunk | fresh_head
+    return trunk | fresh_head, HeadFit.REINITIALISED
 
 
 def load_state_into(
-    model: nn.Module, source: Mapping[str, torch.Tensor], *, origin: str, model_name: str, strict_head: bool = False
-) -> None:
-    """Load a state dict in any supported naming (ours, official, timm, MindCV) into ``model``.
+    model: nn.Module,
+    source: Mapping[str, torch.Tensor],
+    *,
+    origin: str,
+    model_name: str,
+    strict_head: bool = False,
+    fmt: CheckpointFormat | None = None,
+) -> HeadFit:
+    """Load a state dict in its source's naming (``fmt`` decides: MindCV for MindSpore files,
+    the official / timm names otherwise) into ``model``; returns what happened to the head.
 
     ``origin`` names the checkpoint in messages (normally its path).
     """
     target = model.state_dict()
-    state = _fit_head(
-        to_our_names(source, target), model, target, origin=origin, model_name=model_name, strict_head=strict_head
+    state, fit = _fit_head(
+        to_our_names(source, target, fmt), model, target, origin=origin, model_name=model_name,
+        strict_head=strict_head,
     )
     target = model.state_dict()  # the head may have been re-created
     for key, value in target.items():
@@ -122,16 +141,19 @@ def load_state_into(
     if problems:
         raise CheckpointError(f"{origin}: does not fit model {model_name}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
+    return fit
 
 
 def load_checkpoint_into(
     model: nn.Module, path: str | Path, *, model_name: str, use_ema: bool = False, strict_head: bool = False
-) -> None:
-    """Read the checkpoint at ``path`` (format detected from its bytes) into ``model``.
+) -> HeadFit:
+    """Read the checkpoint at ``path`` (format detected from its bytes, read once) into ``model``.
 
     ``use_ema`` loads the exponential-moving-average weights instead of the live ones;
     ``strict_head`` turns a classifier-size mismatch into an error instead of a
     re-initialisation.
     """
-    state = read_state_dict(path, use_ema=use_ema)
-    load_state_into(model, state, origin=str(path), model_name=model_name, strict_head=strict_head)
+    raw = read_checkpoint(path, use_ema=use_ema)
+    return load_state_into(
+        model, raw.state, origin=str(path), model_name=model_name, strict_head=strict_head, fmt=raw.format
+    )

@@ -134,12 +134,12 @@ def _to_tensor(tag: str, tensor_type: str, dims: list[int], content: bytes, path
     return torch.frombuffer(bytearray(content), dtype=dtype).reshape(shape)
 
 
-def read_mindspore_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Every numeric entry of a MindSpore ``.ckpt`` as a CPU tensor, keyed by its tag.
-
-    Text entries (``append_dict`` strings) are skipped: they are metadata, not weights.
+def parse_mindspore_checkpoint(raw: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """Every numeric entry of a MindSpore ``.ckpt`` (its bytes ``raw``) as a CPU tensor, keyed by
+    its tag. Text entries (``append_dict`` strings) are skipped: they are metadata, not weights.
+    ``path`` names the file in errors.
     """
-    data = _strip_crc(path.read_bytes(), path)
+    data = _strip_crc(raw, path)
     try:
         ckpt: Any = checkpoint_message_class().FromString(data)
     except message.DecodeError as exc:

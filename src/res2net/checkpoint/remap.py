@@ -3,6 +3,8 @@
 Sources and how they differ from our names:
 
 * timm and the official ResNet-layout Res2Net code: identical names.
+Which translation applies is decided by the file's format, never guessed from the names:
+
 * MindCV (MindSpore): BatchNorm ``gamma/beta/moving_mean/moving_variance`` are
   ``weight/bias/running_mean/running_var``, the shortcut is ``down_sample``, the head is
   ``classifier``; stems and blocks are otherwise named like ours (``conv1.0/1/3/4/6``,
@@ -24,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+
+from res2net.checkpoint.sniff import CheckpointFormat
 
 # Last name component renames (MindSpore BatchNorm -> PyTorch BatchNorm).
 _MINDSPORE_LEAF = {
@@ -76,19 +80,24 @@ def _shift_shortcut_indices(state: dict[str, torch.Tensor], target: Mapping[str,
             state[f"{prefix}{int(index) + 1}.{leaf}"] = value
 
 
-def to_our_names(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_our_names(
+    state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], fmt: CheckpointFormat | None
+) -> dict[str, torch.Tensor]:
     """``state`` renamed and reshaped for a model whose state dict is ``target``.
 
-    Training state is dropped; ``project`` entries the model lacks are dropped; shortcut
-    indices follow the model's layout; a 1x1 convolution head is squeezed when the
-    model's head is linear.
+    The format decides the naming: MindSpore files get MindCV's renames and lose their
+    optimizer and loop state; PyTorch and safetensors files already use the official / timm
+    names. ``None`` (a state dict handed over in memory) is taken as the PyTorch naming. Then
+    ``project`` entries the model lacks are dropped, shortcut indices follow the model's layout
+    and a 1x1 convolution head is squeezed when the model's head is linear.
     """
+    mindspore = fmt is CheckpointFormat.MINDSPORE
     names = set(state)
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
-        if is_training_state(name, names):
+        if mindspore and is_training_state(name, names):
             continue
-        ours = translate_name(name)
+        ours = translate_name(name) if mindspore else name
         if ours not in target and _PROJECT in ours.split("."):
             continue
         out[ours] = tensor
@@ -98,3 +107,13 @@ def to_our_names(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.T
     if head is not None and wanted is not None and head.dim() == 4 and wanted.dim() == 2 and head.shape[2:] == (1, 1):
         out[HEAD_WEIGHT] = head.flatten(1)
     return out
+
+
+def head_rows(state: Mapping[str, torch.Tensor], fmt: CheckpointFormat | None) -> int | None:
+    """Rows of the checkpoint's classifier (its number of classes), whatever its naming; None
+    for a file without one (a backbone)."""
+    mindspore = fmt is CheckpointFormat.MINDSPORE
+    for name, tensor in state.items():
+        if (translate_name(name) if mindspore else name) == HEAD_WEIGHT:
+            return int(tensor.shape[0])
+    return None

@@ -17,6 +17,7 @@ from res2net.data.folder import (
 from res2net.data.imagenet import add_prepare_imagenet_parser, prepare_imagenet_val, run_prepare_imagenet
 from res2net.data.loader import build_eval_loader, build_loader, set_epoch
 from res2net.data.mixing import MixupCutmix
+from res2net.data.preprocess import DataConfig, create_transform, resolve_data_config
 from res2net.data.sampler import EvalShardSampler, TrainSampler
 from res2net.data.transforms import (
     IMAGENET_MEAN,
@@ -31,6 +32,7 @@ __all__ = [
     "AutoAugmentPolicy",
     "IMAGENET_STD",
     "CorruptImageWarning",
+    "DataConfig",
     "EncodedImage",
     "EvalShardSampler",
     "ImageDecodeError",
@@ -46,10 +48,12 @@ __all__ = [
     "build_train_transform",
     "check_same_classes",
     "collate_skipping",
+    "create_transform",
     "normalize_stats",
     "parse_auto_augment",
     "parse_policy",
     "prepare_imagenet_val",
+    "resolve_data_config",
     "run_demo_data",
     "run_prepare_imagenet",
     "set_epoch",

@@ -3,19 +3,17 @@
 ``optimize_for_inference`` turns any family model into a float32-in, float32-out module
 on the fastest measured backend; ``load_inference_model`` does that from a model name and
 weights and also returns the :class:`PreprocessInfo` (input size, normalisation, class
-names) that predict, export and the server share.
+names, all from the model's ``pretrained_cfg``) that predict, export and the server share.
 """
 
 from .fold import fold_batchnorm
 from .optimize import PRECISIONS, Precision, optimize_for_inference
 from .session import (
     PreprocessInfo,
-    default_class_names,
-    imagenet_class_names,
     load_inference_model,
     load_model,
-    preprocess_for,
     preprocess_images,
+    preprocess_info,
     read_labels_file,
 )
 
@@ -23,13 +21,11 @@ __all__ = [
     "PRECISIONS",
     "Precision",
     "PreprocessInfo",
-    "default_class_names",
     "fold_batchnorm",
-    "imagenet_class_names",
     "load_inference_model",
     "load_model",
     "optimize_for_inference",
-    "preprocess_for",
     "preprocess_images",
+    "preprocess_info",
     "read_labels_file",
 ]

@@ -1,16 +1,15 @@
-"""Everything needed to go from a model name (plus weights) to predictions: the network,
-its fast inference form, and how its inputs must be preprocessed and its outputs named.
+"""From a model name (plus weights) to predictions: the network, its fast inference form, and
+how its inputs are preprocessed and its outputs named.
 
-Predict, export and the HTTP server all start here so that they agree on preprocessing
-and class names; a mismatch there is the most common silent accuracy loss in deployment.
+Predict, export and the HTTP server start here. Everything comes from the model's
+``pretrained_cfg``, which :func:`res2net.create_model` assembled while reading the weights
+once; nothing here opens a checkpoint again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..checkpoint import read_state_dict
-from ..checkpoint.formats import CheckpointFormat, detect_format
-from ..checkpoint.remap import HEAD_WEIGHT, translate_name
-from ..data import build_eval_transform, normalize_stats
-from ..errors import CheckpointError, UserError
-from ..models import PretrainedCfg, create_model, get_model_spec
+from ..data import create_transform, resolve_data_config
+from ..errors import UserError
+from ..factory import create_model
+from ..models import names_for_rows
 from .optimize import Precision, optimize_for_inference
-
-IMAGENET_CLASSES = 1000
-BACKGROUND = "background"
 
 
 @dataclass(frozen=True)
@@ -54,26 +48,6 @@ class PreprocessInfo:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-@functools.cache
-def imagenet_class_names() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in the standard index order (package data)."""
-    text = resources.files("res2net.data").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(names) != IMAGENET_CLASSES:
-        raise RuntimeError(f"imagenet_classes.txt has {len(names)} names, expected {IMAGENET_CLASSES}")
-    return names
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """ImageNet names for 1000 classes; MindCV's 1001-class heads put a background class
-    at index 0; any other size gets neutral ``class_<i>`` names."""
-    if num_classes == IMAGENET_CLASSES:
-        return list(imagenet_class_names())
-    if num_classes == IMAGENET_CLASSES + 1:
-        return [BACKGROUND, *imagenet_class_names()]
-    return [f"class_{i}" for i in range(num_classes)]
-
-
 def read_labels_file(path: str | Path) -> list[str]:
     """Class names, one per line (blank lines ignored)."""
     path = Path(path)
@@ -87,102 +61,23 @@ def read_labels_file(path: str | Path) -> list[str]:
     return names
 
 
-def _training_metadata(path: Path) -> dict[str, Any]:
-    """``class_names`` and ``config`` from one of our training checkpoints; empty for
-    other formats. Read with ``weights_only=True``, like the weights themselves, so a
-    checkpoint from elsewhere cannot run code."""
-    if detect_format(path) is not CheckpointFormat.TORCH_ZIP:
-        return {}
-    try:
-        with path.open("rb") as handle:
-            obj = torch.load(handle, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable or unsafe: the weight loader reports it properly
-        return {}
-    if not isinstance(obj, dict):
-        return {}
-    return {k: obj[k] for k in ("class_names", "config") if k in obj}
-
-
-def _checkpoint_num_classes(path: Path) -> int | None:
-    """Rows of the checkpoint's classifier, in whatever naming the file uses."""
-    for name, tensor in read_state_dict(path).items():
-        if translate_name(name) == HEAD_WEIGHT:
-            return int(tensor.shape[0])
-    return None
-
-
-def _pretrained_cfg(model_name: str, pretrained: bool | str) -> PretrainedCfg:
-    """The weight file's preprocessing; without one, the model's default file's (all
-    share ImageNet statistics), or ImageNet defaults for models without weights."""
-    spec = get_model_spec(model_name)
-    tag = pretrained if isinstance(pretrained, str) else spec.default_pretrained_tag
-    if tag is None:
-        return PretrainedCfg(tag="none", url="", sha256_prefix="", source="official", license="", top1=None)
-    if tag not in spec.pretrained:
-        tags = ", ".join(spec.pretrained)
-        raise UserError(f"model {model_name} has no pretrained weights tagged {tag!r} (has: {tags})")
-    return spec.pretrained[tag]
-
-
-def _config_value(config: Any, key: str) -> Any:
-    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
-
-
-def preprocess_for(
-    model_name: str,
-    checkpoint_path: str | Path | None = None,
-    pretrained: bool | str = False,
-    *,
-    num_classes: int | None = None,
-    labels_file: str | Path | None = None,
-) -> PreprocessInfo:
-    """Preprocessing and class names for ``model_name`` with the given weights.
-
-    Precedence: a ``labels_file`` beats class names stored in the checkpoint, which beat
-    the defaults for the classifier size (:func:`default_class_names`). A training
-    checkpoint's ``config`` (``image_resize``, ``crop_pct``, ``interpolation``, ``mean``,
-    ``std``) beats the registry's pretrained configuration. ``num_classes`` None means:
-    from the checkpoint's classifier, else the pretrained file's, else 1000.
-    """
-    cfg = _pretrained_cfg(model_name, pretrained)
-    input_size, crop_pct, interpolation = cfg.input_size, cfg.crop_pct, cfg.interpolation
-    mean, std = cfg.mean, cfg.std
-    stored_names: list[str] | None = None
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None:
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        meta = _training_metadata(path)
-        if meta.get("class_names") is not None:
-            stored_names = [str(n) for n in meta["class_names"]]
-        config = meta.get("config")
-        if config is not None:
-            size = _config_value(config, "image_resize")
-            input_size = (input_size[0], int(size), int(size)) if size else input_size
-            crop_pct = float(_config_value(config, "crop_pct") or crop_pct)
-            interpolation = str(_config_value(config, "interpolation") or interpolation)
-            if _config_value(config, "mean") and _config_value(config, "std"):
-                mean, std = normalize_stats(_config_value(config, "mean"), _config_value(config, "std"))
-    if num_classes is None:
-        if path is not None:
-            num_classes = _checkpoint_num_classes(path) or (len(stored_names) if stored_names else IMAGENET_CLASSES)
-        else:
-            num_classes = cfg.num_classes if pretrained else IMAGENET_CLASSES
+def preprocess_info(model: nn.Module, labels_file: str | Path | None = None) -> PreprocessInfo:
+    """The model's preprocessing and a name per classifier row (``labels_file`` overrides the
+    names its weights carry)."""
+    cfg = model.pretrained_cfg
+    data = resolve_data_config(cfg)
     if labels_file is not None:
         names = read_labels_file(labels_file)
-        source = str(labels_file)
-    elif stored_names is not None:
-        names, source = stored_names, f"class names stored in {path}"
+        if len(names) != cfg.num_classes:
+            raise UserError(f"{labels_file} has {len(names)} class names but the model has {cfg.num_classes} classes")
     else:
-        names, source = default_class_names(num_classes), ""
-    if len(names) != num_classes:
-        raise UserError(f"{source} has {len(names)} class names but the model has {num_classes} classes")
+        names = names_for_rows(cfg.label_names, cfg.num_classes)
     return PreprocessInfo(
-        input_size=(int(input_size[0]), int(input_size[1]), int(input_size[2])),
-        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-        std=(float(std[0]), float(std[1]), float(std[2])),
-        crop_pct=crop_pct,
-        interpolation=interpolation,
+        input_size=data.input_size,
+        mean=data.mean,
+        std=data.std,
+        crop_pct=data.crop_pct,
+        interpolation=data.interpolation,
         class_names=names,
     )
 
@@ -195,15 +90,10 @@ def load_model(
     num_classes: int | None = None,
     labels_file: str | Path | None = None,
 ) -> tuple[nn.Module, PreprocessInfo]:
-    """The eager (un-optimised) model in eval mode and its preprocessing; Grad-CAM and
-    export start from this one."""
-    info = preprocess_for(
-        model_name, checkpoint_path, pretrained, num_classes=num_classes, labels_file=labels_file
-    )
-    model = create_model(
-        model_name, pretrained=pretrained, checkpoint_path=checkpoint_path, num_classes=info.num_classes
-    )
-    return model.eval(), info
+    """The eager (un-optimised) model in eval mode and its preprocessing; Grad-CAM and export
+    start from this one. ``num_classes`` None: the weights' own."""
+    model = create_model(model_name, pretrained=pretrained, checkpoint_path=checkpoint_path, num_classes=num_classes)
+    return model.eval(), preprocess_info(model, labels_file)
 
 
 def load_inference_model(
@@ -218,8 +108,8 @@ def load_inference_model(
 ) -> tuple[nn.Module, PreprocessInfo]:
     """The model passed through :func:`optimize_for_inference`, with its preprocessing.
 
-    int8 needs ``calibration_images`` (preprocessed with the returned info's settings;
-    :func:`preprocess_for` gives them before loading).
+    int8 needs ``calibration_images`` preprocessed as the returned info says; callers that must
+    see the info first load with :func:`load_model` and optimise themselves.
     """
     model, info = load_model(
         model_name,
@@ -235,16 +125,8 @@ def load_inference_model(
 
 
 def eval_transform(info: PreprocessInfo) -> Any:
-    """The data package's eval pipeline configured for ``info``."""
-    if info.input_size[1] != info.input_size[2]:
-        raise UserError(f"only square inputs are supported, got input_size {info.input_size}")
-    return build_eval_transform(
-        image_size=info.input_size[2],
-        crop_pct=info.crop_pct,
-        interpolation=info.interpolation,
-        mean=info.mean,
-        std=info.std,
-    )
+    """The eval pipeline for ``info`` (:func:`res2net.create_transform`)."""
+    return create_transform(info)
 
 
 def preprocess_images(images: list[Image.Image], info: PreprocessInfo) -> torch.Tensor:

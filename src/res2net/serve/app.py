@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
+from ..version import __version__
 from .batcher import Batch, BatcherClosed, Deferred, DynamicBatcher
 from .body import read_body
 from .errors import RequestError

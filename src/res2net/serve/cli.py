@@ -118,22 +118,18 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
         from .onnx_runner import load_onnx_runner
 
         return load_onnx_runner(args.onnx)
-    from ..inference.session import load_inference_model, preprocess_for, preprocess_images
+    from ..inference.optimize import optimize_for_inference
+    from ..inference.session import load_model, preprocess_images
     from .runner import TorchRunner
 
-    calibration = None
-    if args.calibration_dir is not None:
-        info = preprocess_for(args.model, args.checkpoint, args.pretrained, num_classes=args.num_classes)
-        calibration = calibration_images(args.calibration_dir, info)
-    model, info = load_inference_model(
-        args.model,
-        checkpoint_path=args.checkpoint,
-        pretrained=args.pretrained,
-        precision=args.precision,
-        num_classes=args.num_classes,
-        calibration_images=calibration,
+    model, info = load_model(
+        args.model, checkpoint_path=args.checkpoint, pretrained=args.pretrained, num_classes=args.num_classes
     )
-    return TorchRunner(model, info, preprocess_images)
+    calibration = calibration_images(args.calibration_dir, info) if args.calibration_dir is not None else None
+    fast = optimize_for_inference(
+        model, args.precision, calibration_images=calibration, example_input_size=info.input_size
+    )
+    return TorchRunner(fast, info, preprocess_images)
 
 
 def calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:

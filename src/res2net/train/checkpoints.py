@@ -1,11 +1,11 @@
-"""Training checkpoints: atomic writes, MindCV's keep policies, and ``--resume auto``.
+"""A run's checkpoint files: MindCV's keep policies and ``--resume auto``.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk and
-renamed over its final name, so a crash during a save leaves the previous file intact;
-``last.pth`` is replaced that way after every save and is what ``--resume auto`` reads
-first. The per-epoch files are kept by ``ckpt_save_policy`` (``latest_k`` or ``top_k``
-by validation top-1, ``keep_checkpoint_max`` of them); if ``last.pth`` cannot be read,
-resuming falls back to the newest per-epoch file that can, with a warning.
+The file layout and the atomic write belong to :mod:`res2net.checkpoint.training`: a
+crash during a save leaves the previous file intact; ``last.pth`` is replaced that way after
+every save and is what ``--resume auto`` reads first. The per-epoch files are kept by
+``ckpt_save_policy`` (``latest_k`` or ``top_k`` by validation top-1, ``keep_checkpoint_max`` of
+them); if ``last.pth`` cannot be read, resuming falls back to the newest per-epoch file that
+can, with a warning.
 """
 
 from __future__ import annotations
@@ -13,61 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from ..checkpoint.formats import CheckpointFormat, detect_format
+from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, write_training_checkpoint
 from ..errors import CheckpointError
 
-CHECKPOINT_FORMAT = "res2net-train"
-CHECKPOINT_VERSION = 1
 LAST_NAME = "last.pth"
 _EPOCH_FILE = re.compile(r"^(?P<model>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.pth$")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` that never leaves a partial file under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def read_training_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one of our training checkpoints, or raise CheckpointError naming the file.
-
-    The format is judged from the leading bytes first, so a text file or a safetensors
-    file is reported as such rather than as whatever torch's unpickler trips over.
-    """
-    kind = detect_format(path)  # CheckpointError for a missing, empty or unrecognised file
-    if kind not in (CheckpointFormat.TORCH_ZIP, CheckpointFormat.TORCH_PICKLE):
-        raise CheckpointError(
-            f"{path} is a {kind.value} file, not a res2net training checkpoint (cannot resume from it)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupted?): {reason}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a res2net training checkpoint (cannot resume from it)")
-    return state
 
 
 class CheckpointManager:
@@ -89,16 +42,15 @@ class CheckpointManager:
         self._index_path = directory / "checkpoints.json"
         self._scores: dict[str, float] = self._read_index()
 
-    def save(self, state: dict[str, Any], *, epoch: int, steps_per_epoch: int, top1: float | None) -> Path:
+    def save(self, checkpoint: TrainingCheckpoint, *, steps_per_epoch: int, top1: float | None) -> Path:
         """Write ``last.pth`` and the epoch file, then delete what the policy drops.
 
         ``last.pth`` goes first: a crash between the two writes then leaves ``last.pth``
         as the newest complete checkpoint, which ``--resume auto`` reads first.
         """
-        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-        path = self.directory / f"{self.model_name}-{epoch}_{steps_per_epoch}.pth"
-        atomic_torch_save(state, self.directory / LAST_NAME)
-        atomic_torch_save(state, path)
+        path = self.directory / f"{self.model_name}-{checkpoint.epoch}_{steps_per_epoch}.pth"
+        write_training_checkpoint(checkpoint, self.directory / LAST_NAME)
+        write_training_checkpoint(checkpoint, path)
         self._scores[path.name] = float("-inf") if top1 is None else top1
         self._apply_policy()
         self._write_index()
@@ -160,7 +112,7 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def find_resume_checkpoint(directory: Path, model_name: str) -> tuple[Path, dict[str, Any]] | None:
+def find_resume_checkpoint(directory: Path, model_name: str) -> tuple[Path, TrainingCheckpoint] | None:
     """The newest readable checkpoint of a run folder (``--resume auto``), or None.
 
     ``last.pth`` first, then per-epoch files newest first; an unreadable one is reported

@@ -27,7 +27,6 @@ from ..data import (
 )
 from ..distributed import DistContext
 
-
 #: The reader behind each ``dataset`` value (the schema's ``DATASETS`` lists the same names).
 DATASET_READERS: dict[str, type[ImageFolderDataset]] = {"imagenet": ImageFolderDataset}
 

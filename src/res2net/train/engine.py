@@ -22,12 +22,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, recipe_pretrained_cfg
 from ..config import Config, amp_plan, ignored_key_notes
 from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from ..errors import CheckpointError
 from ..evaluate import EvalResult, evaluate
-from ..models import create_model
-from .checkpoints import CheckpointManager, find_resume_checkpoint, read_training_checkpoint
+from ..factory import create_model
+from .checkpoints import CheckpointManager, find_resume_checkpoint
 from .data_setup import TrainData, build_train_data
 from .logger import RunLogger
 from .optim import build_optimizer
@@ -167,7 +168,7 @@ class Trainer:
     def _restore(self) -> None:
         """``resume`` (ours) or MindCV's ``ckpt_path`` + ``resume_opt``."""
         cfg = self.cfg
-        found: tuple[Path, dict[str, Any]] | None = None
+        found: tuple[Path, TrainingCheckpoint] | None = None
         if cfg.resume == "auto":
             found = find_resume_checkpoint(self.run_dir, cfg.model)
             if found is None:
@@ -180,18 +181,18 @@ class Trainer:
             return
         path, saved = found
         try:
-            self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-            self.scaler.load_state_dict(saved["scaler"])
-            if self.ema is not None and saved.get("model_ema") is not None:
-                self.ema.module.load_state_dict(saved["model_ema"])
-                self.ema.n_averaged.fill_(saved["ema_updates"])
+            self.model.load_state_dict(saved.model)
+            self.optimizer.load_state_dict(saved.optimizer)
+            self.scaler.load_state_dict(saved.scaler)
+            if self.ema is not None and saved.model_ema is not None:
+                self.ema.module.load_state_dict(saved.model_ema)
+                self.ema.n_averaged.fill_(saved.ema_updates)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"cannot resume from {path}: it does not match this run ({exc})") from None
-        self.state = RunState(epoch=saved["epoch"], step=saved["step"], best_top1=saved.get("best_top1"))
-        restore_rng_states(saved["rng"])
-        if self.data.mixer is not None and saved.get("mixer") is not None:
-            self.data.mixer.load_state_dict(saved["mixer"])
+        self.state = RunState(epoch=saved.epoch, step=saved.step, best_top1=saved.best_top1)
+        restore_rng_states(saved.rng)
+        if self.data.mixer is not None and saved.mixer is not None:
+            self.data.mixer.load_state_dict(saved.mixer)
         self.logger.info(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
 
     # --- the run ------------------------------------------------------------------------
@@ -330,26 +331,28 @@ class Trainer:
     def _save(self, result: EvalResult | None) -> Path | None:
         path = None
         if self.ctx.is_main:
-            state = {
-                "model_name": self.cfg.model,
-                "model": self.model.state_dict(),
-                "model_ema": self.ema.module.state_dict() if self.ema is not None else None,
-                "ema_updates": int(self.ema.n_averaged.item()) if self.ema is not None else 0,
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "schedule": dataclasses.asdict(self.schedule),
-                "epoch": self.state.epoch,
-                "step": self.state.step,
-                "best_top1": self.state.best_top1,
-                "rng": rng_states(),
-                "config": self.cfg.to_dict(),
-                "class_names": self.data.class_names,
-                "mixer": self.data.mixer.state_dict() if self.data.mixer is not None else None,
-                "metrics": result.summary() if result is not None else None,
-            }
+            config = self.cfg.to_dict()
+            metrics = result.summary() if result is not None else None
+            checkpoint = TrainingCheckpoint(
+                model_name=self.cfg.model,
+                model=self.model.state_dict(),
+                model_ema=self.ema.module.state_dict() if self.ema is not None else None,
+                ema_updates=int(self.ema.n_averaged.item()) if self.ema is not None else 0,
+                optimizer=self.optimizer.state_dict(),
+                scaler=self.scaler.state_dict(),
+                schedule=dataclasses.asdict(self.schedule),
+                epoch=self.state.epoch,
+                step=self.state.step,
+                best_top1=self.state.best_top1,
+                rng=rng_states(),
+                config=config,
+                class_names=self.data.class_names,
+                pretrained_cfg=recipe_pretrained_cfg(self.cfg.model, config, self.data.class_names, metrics).to_dict(),
+                mixer=self.data.mixer.state_dict() if self.data.mixer is not None else None,
+                metrics=metrics,
+            )
             path = self.checkpoints.save(
-                state, epoch=self.state.epoch, steps_per_epoch=self.data.steps_per_epoch,
-                top1=result.top1 if result is not None else None,
+                checkpoint, steps_per_epoch=self.data.steps_per_epoch, top1=result.top1 if result is not None else None
             )
         barrier(self.ctx)
         return path
