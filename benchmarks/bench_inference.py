@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from res2net.benchmark import interleaved, peak_rss_mib
-from res2net.inference import PreprocessInfo, load_inference_model, preprocess_for, preprocess_images
-from res2net.inference.benchmark import TIMM_CHANNELS_LAST, TIMM_NCHW, TIMM_ONNXRUNTIME, inference_contenders
+from res2net.benchmark.contenders import TIMM_CHANNELS_LAST, TIMM_NCHW, TIMM_ONNXRUNTIME, inference_contenders
+from res2net.inference import PreprocessInfo, load_model, optimize_for_inference, preprocess_images
 
 MODEL = "res2net50_26w_4s"
 IMAGE_SIZE = 224
@@ -50,7 +50,7 @@ def _load(paths: list[Path], info: PreprocessInfo) -> torch.Tensor:
 
 def digits_agreement(checkpoint: Path, data_dir: Path, calibration_count: int) -> None:
     """int8 vs fp32 top-1 on the digits validation split (issue 5's int8 quality target)."""
-    info = preprocess_for("res2net50", checkpoint)
+    eager, info = load_model("res2net50", checkpoint_path=checkpoint)
     train_paths, _ = _folder_images(data_dir / "train", info.class_names)
     step = max(1, len(train_paths) // calibration_count)
     calibration = _load(train_paths[::step][:calibration_count], info)
@@ -58,8 +58,8 @@ def digits_agreement(checkpoint: Path, data_dir: Path, calibration_count: int) -
     val = _load(val_paths, info)
     predictions = {}
     for precision in ("fp32", "int8"):
-        model, _ = load_inference_model(
-            "res2net50", checkpoint_path=checkpoint, precision=precision, calibration_images=calibration
+        model = optimize_for_inference(
+            eager, precision, calibration_images=calibration, example_input_size=info.input_size
         )
         predictions[precision] = torch.cat([model(val[i : i + 64]) for i in range(0, len(val), 64)]).argmax(1)
     agree = float((predictions["int8"] == predictions["fp32"]).float().mean())

@@ -23,10 +23,9 @@ from typing import Any
 
 import yaml
 
-from res2net.errors import ConfigError
-
 from res2net.data.autoaugment import parse_policy
 from res2net.data.transforms import normalize_stats
+from res2net.errors import ConfigError
 
 from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, KeySpec, key
 from .values import closest, coerce

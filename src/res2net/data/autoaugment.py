@@ -158,7 +158,9 @@ def parse_auto_augment(spec: str, *, interpolation: InterpolationMode, fill: Seq
     return build_auto_augment(parse_policy(spec), interpolation=interpolation, fill=fill)
 
 
-def build_auto_augment(policy: AutoAugmentPolicy, *, interpolation: InterpolationMode, fill: Sequence[int]) -> Transform:
+def build_auto_augment(
+    policy: AutoAugmentPolicy, *, interpolation: InterpolationMode, fill: Sequence[int]
+) -> Transform:
     """The transform for an already parsed policy."""
     spec = policy.spec
     if policy.name == "randaug":
