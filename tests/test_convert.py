@@ -14,20 +14,15 @@ from safetensors import safe_open
 
 from res2net import create_model
 from res2net.checkpoint import CheckpointFormat, detect_format
-from res2net.checkpoint.convert import add_convert_parser, convert, run_convert
+from res2net.convert import add_convert_parser, convert, run_convert
 from res2net.errors import CheckpointError
-from res2net.models import registry
-from res2net.models.registry import ModelSpec
+from res2net.models import register_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mindcv"
-MINDCV_TINY = ModelSpec("convert_mindcv_tiny", "res2net", {"layers": (1, 1, 1, 1), "base_width": 8, "scale": 4}, "t")
-TINY = ModelSpec("convert_tiny", "res2net", {"layers": (1, 1, 1, 1), "base_width": 4, "scale": 2}, "t")
-
-
-@pytest.fixture(autouse=True)
-def specs(monkeypatch: pytest.MonkeyPatch) -> None:
-    for spec in (MINDCV_TINY, TINY):
-        monkeypatch.setitem(registry.REGISTRY, spec.name, spec)
+MINDCV_TINY = "convert_mindcv_tiny"
+TINY = "convert_tiny"
+register_model(MINDCV_TINY, "res2net", {"layers": (1, 1, 1, 1), "base_width": 8, "scale": 4}, "test")
+register_model(TINY, "res2net", {"layers": (1, 1, 1, 1), "base_width": 4, "scale": 2}, "test")
 
 
 @pytest.fixture
@@ -47,19 +42,19 @@ def test_mindcv_training_checkpoint_to_safetensors(
     tmp_path: Path, mindcv_ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dst = tmp_path / "out" / "converted.safetensors"
-    assert run_convert(_cli(["convert", str(mindcv_ckpt), str(dst), "--model", MINDCV_TINY.name])) == 0
+    assert run_convert(_cli(["convert", str(mindcv_ckpt), str(dst), "--model", MINDCV_TINY])) == 0
     assert "1001 classes" in capsys.readouterr().out
     assert detect_format(dst) is CheckpointFormat.SAFETENSORS
 
     with safe_open(str(dst), framework="pt") as f:
         keys = set(f.keys())
-        assert f.metadata()["model"] == MINDCV_TINY.name
+        assert f.metadata()["model"] == MINDCV_TINY
         assert f.get_tensor("fc.weight").shape == (1001, 2048)
     assert not any(k.startswith("moments.") or k.endswith(("gamma", "moving_mean")) for k in keys)
-    assert keys == set(create_model(MINDCV_TINY.name, num_classes=1001).state_dict())
+    assert keys == set(create_model(MINDCV_TINY, num_classes=1001).state_dict())
 
     reference = np.load(FIXTURES / "reference.npz")
-    model = create_model(MINDCV_TINY.name, checkpoint_path=dst, num_classes=1001).eval()
+    model = create_model(MINDCV_TINY, checkpoint_path=dst, num_classes=1001).eval()
     with torch.no_grad():
         logits = model(torch.from_numpy(reference["input"]))
     assert relative_error(logits, torch.from_numpy(reference["res2net_train_logits"])) < 1e-5
@@ -71,14 +66,14 @@ def test_ema_weights_converted_on_request(tmp_path: Path) -> None:
     torch.save({"model": live.state_dict(), "model_ema": ema.state_dict(), "epoch": 3}, src)
     for use_ema, expected in ((False, live), (True, ema)):
         dst = tmp_path / f"ema_{use_ema}.safetensors"
-        assert convert(src, dst, TINY.name, use_ema=use_ema) == 10
-        model = create_model(TINY.name, checkpoint_path=dst, num_classes=10)
+        assert convert(src, dst, TINY, use_ema=use_ema) == 10
+        model = create_model(TINY, checkpoint_path=dst, num_classes=10)
         assert torch.equal(model.layer2[0].bn3.running_mean, expected.layer2[0].bn3.running_mean)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path, mindcv_ckpt: Path) -> None:
     dst = tmp_path / "out" / "wrong.safetensors"
     with pytest.raises(CheckpointError, match="does not fit model convert_tiny") as err:
-        convert(mindcv_ckpt, dst, TINY.name)
+        convert(mindcv_ckpt, dst, TINY)
     assert str(mindcv_ckpt) in str(err.value)
     assert not dst.parent.exists() or not any(dst.parent.iterdir())

@@ -27,8 +27,8 @@ from res2net.data import (
 )
 from res2net.data.autoaugment import NoisyRandAugment
 from res2net.data.color import FloatColorJitter
-from res2net.data.transforms import RandomErasing
 from res2net.data.decode import _jpeg_size, decode_rgb, draft_factor
+from res2net.data.transforms import RandomErasing
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 

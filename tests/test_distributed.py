@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from res2net.checkpoint.training import read_training_checkpoint
 from res2net.distributed import detect_launcher
-from res2net.train.checkpoints import read_training_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_RECIPE = REPO_ROOT / "configs/demo/res2net50_digits.yaml"
@@ -43,7 +43,7 @@ def check_two_process_run(completed: subprocess.CompletedProcess[str], run_dir: 
     assert rows[0]["val_num_samples"] == 30  # every validation image counted once, none padded
     assert rows[0]["step"] == 40 // 16  # each rank: 20 images / batch 8, remainder dropped
     saved = read_training_checkpoint(run_dir / "last.pth")
-    assert saved["epoch"] == 1
+    assert saved.epoch == 1
 
 
 def test_torchrun_two_gloo_workers(tiny_digits_dir: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
@@ -66,7 +66,7 @@ def test_torchrun_two_gloo_workers(tiny_digits_dir: Path, tmp_path: Path, subpro
     json_lines = [line for line in distributed.stdout.splitlines() if line.startswith("{")]
     assert len(json_lines) == 1
     summary = json.loads(json_lines[0])
-    recorded = read_training_checkpoint(tmp_path / "last.pth")["metrics"]
+    recorded = read_training_checkpoint(tmp_path / "last.pth").metrics
     assert summary["num_samples"] == 30
     assert summary["top1"] == pytest.approx(recorded["top1"], abs=1e-9)
 

@@ -19,15 +19,14 @@ from res2net.errors import UserError
 from res2net.inference import (
     PreprocessInfo,
     fold_batchnorm,
-    imagenet_class_names,
     load_inference_model,
+    load_model,
     optimize_for_inference,
-    preprocess_for,
     preprocess_images,
 )
 from res2net.inference.onnx_runtime import OnnxRuntimeModule
 from res2net.inference.torch_backend import ChannelsLastModule, cpp_compiler_available
-from res2net.models import build_model
+from res2net.models import build_model, imagenet_label_names
 
 SMALL = (3, 64, 64)
 MODELS = ("res2net50_26w_4s", "res2net_dla60")
@@ -164,50 +163,57 @@ def test_int8_agrees_with_fp32_on_a_separable_problem() -> None:
 
 
 def test_imagenet_class_names_are_the_standard_list() -> None:
-    names = imagenet_class_names()
+    names = imagenet_label_names()
     assert len(names) == 1000 == len(set(names))
     assert names[0] == "tench" and names[1] == "goldfish"
     assert names[281] == "tabby" and names[340] == "zebra" and names[948] == "Granny Smith"
     assert names[999] == "toilet tissue"
 
 
-def test_preprocess_for_registry_defaults_and_mindcv_background() -> None:
-    info = preprocess_for("res2net50_26w_4s")
+def test_preprocessing_comes_from_the_registry_and_mindcv_rows_are_imagenet_first() -> None:
+    _, info = load_model("res2net50_26w_4s")
     assert info.input_size == (3, 224, 224) and info.crop_pct == 0.875 and info.interpolation == "bilinear"
     assert info.mean == pytest.approx((0.485, 0.456, 0.406)) and info.num_classes == 1000
-    mindcv = preprocess_for("res2net50", pretrained="mindcv")
-    assert mindcv.num_classes == 1001 and mindcv.class_names[:2] == ["background", "tench"]
+    # MindCV's 1001-row head: rows 0..999 are ImageNet's classes, row 1000 is never trained.
+    _, mindcv = load_model("res2net50.mindcv")
+    assert mindcv.num_classes == 1000 and mindcv.class_names[:2] == ["tench", "goldfish"]
+    _, all_rows = load_model("res2net50.mindcv", num_classes=1001)
+    assert all_rows.class_names[:2] == ["tench", "goldfish"] and all_rows.class_names[1000] == "unused_1000"
 
 
-def test_preprocess_for_labels_file_and_mismatch(tmp_path: Path) -> None:
+def test_labels_file_and_mismatch(tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n\nbird\n")
-    assert preprocess_for("res2net50", num_classes=3, labels_file=labels).class_names == ["cat", "dog", "bird"]
+    assert load_model("res2net50", num_classes=3, labels_file=labels)[1].class_names == ["cat", "dog", "bird"]
     with pytest.raises(UserError, match="3 class names but the model has 1000"):
-        preprocess_for("res2net50", labels_file=labels)
+        load_model("res2net50", labels_file=labels)
 
 
 def save_training_checkpoint(path: Path, model: nn.Module, class_names: list[str], image_size: int) -> Path:
-    """The shape of our training checkpoints: weights under ``model`` plus metadata."""
-    config = {"image_resize": image_size, "crop_pct": 1.0, "interpolation": "bicubic",
+    """A training checkpoint as this package's first layout (version 1) wrote it: weights, the
+    recipe and the class names, no pretrained_cfg (reading upgrades it)."""
+    config = {"image_resize": image_size, "crop_pct": 1.0, "interpolation": "bicubic", "in_channels": 3,
               "mean": [127.5, 127.5, 127.5], "std": [63.75, 63.75, 63.75]}
-    torch.save({"model": model.state_dict(), "class_names": class_names, "config": config, "epoch": 3}, path)
+    torch.save({"format": "res2net-train", "version": 1, "model_name": "res2net50_26w_4s",
+                "model": model.state_dict(), "model_ema": None, "ema_updates": 0, "optimizer": {}, "scaler": {},
+                "schedule": {}, "epoch": 3, "step": 30, "best_top1": None, "rng": {}, "config": config,
+                "class_names": class_names, "mixer": None, "metrics": {"top1": 55.0, "top5": 90.0}}, path)
     return path
 
 
 def test_training_checkpoint_metadata_and_num_classes(tmp_path: Path) -> None:
     model = random_model("res2net50_26w_4s", num_classes=3)
     path = save_training_checkpoint(tmp_path / "ours.pth", model, ["a", "b", "c"], 64)
-    info = preprocess_for("res2net50_26w_4s", path)
+    _, info = load_model("res2net50_26w_4s", checkpoint_path=path)
     assert info == PreprocessInfo((3, 64, 64), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "bicubic", ["a", "b", "c"])
     fast, loaded_info = load_inference_model("res2net50_26w_4s", checkpoint_path=path)
     assert loaded_info == info
     x = torch.randn(2, *SMALL)
     assert relative_error(fast(x), eager(model, x)) < 1e-4
-    # A plain state dict: the number of classes comes from the classifier's rows.
+    # A plain state dict: the number of classes comes from the classifier's rows, the names are unknown.
     plain = tmp_path / "plain.pth"
     torch.save(model.state_dict(), plain)
-    assert preprocess_for("res2net50_26w_4s", plain).class_names == ["class_0", "class_1", "class_2"]
+    assert load_model("res2net50_26w_4s", checkpoint_path=plain)[1].class_names == ["class_0", "class_1", "class_2"]
 
 
 def test_preprocess_images_matches_a_hand_computation() -> None:

@@ -20,24 +20,13 @@ from checkpoint_helpers import relative_error
 from res2net import create_model
 from res2net.checkpoint import read_state_dict
 from res2net.errors import CheckpointError
-from res2net.models import registry
-from res2net.models.registry import ModelSpec
+from res2net.models import register_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mindcv"
 TINY = {"layers": (1, 1, 1, 1), "base_width": 8, "scale": 4}
-SPECS = {
-    "mindcv_tiny": ModelSpec("mindcv_tiny", "res2net", TINY, "MindCV fixture network"),
-    "mindcv_tiny_v1b": ModelSpec(
-        "mindcv_tiny_v1b", "res2net", {**TINY, "stem_type": "deep", "shortcut_type": "avgpool"}, "v1b fixture"
-    ),
-}
+register_model("mindcv_tiny", "res2net", TINY, "MindCV fixture network")
+register_model("mindcv_tiny_v1b", "res2net", {**TINY, "stem_type": "deep", "shortcut_type": "avgpool"}, "v1b fixture")
 RTOL = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def tiny_specs(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, spec in SPECS.items():
-        monkeypatch.setitem(registry.REGISTRY, name, spec)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import torch
 
 import res2net
 from res2net.errors import UserError
-from res2net.models import build_model, get_model_spec
+from res2net.models import REGISTRY, build_model, get_architecture, imagenet_label_names
 from res2net.models.features import FeatureExtractor
+from res2net.models.registry import ARCHITECTURES, SHIPPED_NAMES
 
-ALL_MODELS = res2net.list_models()
+ALL_MODELS = list(SHIPPED_NAMES)  # test files register tiny models of their own
 
 # Trainable parameters with 1000 classes, from FACTS.md (MindCV 0.3.0 and the official
 # code agree; the DLA figures are timm's, without the official code's unused layers).
@@ -67,7 +68,8 @@ def test_every_family_member_is_registered() -> None:
 
 
 def test_list_models_pattern() -> None:
-    assert res2net.list_models("res2net152*") == ["res2net152", "res2net152_v1b", "res2net152_v1b_26w_4s"]
+    assert res2net.list_models("res2net152*") == [
+        "res2net152", "res2net152_26w_4s", "res2net152_v1b", "res2net152_v1b_26w_4s"]
     assert res2net.list_models("nothing*") == []
 
 
@@ -105,17 +107,87 @@ def test_forward_features_head_and_reset(name: str, models: dict[str, torch.nn.M
     model.reset_classifier(7)
 
 
+def test_thirteen_architectures_behind_every_name() -> None:
+    assert len(ARCHITECTURES) == 13
+    assert {get_architecture(name).name for name in ALL_MODELS} == {arch.name for arch in ARCHITECTURES}
+
+
+@pytest.mark.parametrize(
+    ("alias", "architecture"),
+    [("res2net50", "res2net50_26w_4s"), ("res2net101", "res2net101_26w_4s"), ("res2net152", "res2net152_26w_4s"),
+     ("res2net50_v1b", "res2net50_v1b_26w_4s"), ("res2net50d", "res2net50_v1b_26w_4s"),
+     ("res2net101_v1b", "res2net101_v1b_26w_4s"), ("res2net101d", "res2net101_v1b_26w_4s"),
+     ("res2net152_v1b", "res2net152_v1b_26w_4s")],
+)
+def test_aliases_resolve_to_one_architecture_and_share_its_weight_tags(alias: str, architecture: str) -> None:
+    assert get_architecture(alias).name == architecture
+    assert REGISTRY.tags(alias) == REGISTRY.tags(architecture)
+    assert count_parameters(meta_model(alias)) == count_parameters(meta_model(architecture))
+
+
+def test_official_weights_of_a_mindcv_name_and_tags_in_names() -> None:
+    """The authors' file for res2net50_26w_4s is the file for MindCV's res2net50, the same network."""
+    official = REGISTRY.pretrained_cfg("res2net50", "official")
+    assert official is REGISTRY.pretrained_cfg("res2net50_26w_4s")  # the paper name's default tag
+    assert REGISTRY.pretrained_cfg("res2net50").tag == "mindcv"  # MindCV's name defaults to MindCV's weights
+    assert REGISTRY.pretrained_cfg("res2net50_26w_4s.mindcv").file_name == "res2net50-f42cf71b.ckpt"
+    model = res2net.create_model("res2net50_26w_4s.official")  # timm: describes, does not download
+    assert model.pretrained_cfg.tag == "official" and model.pretrained_cfg.top1 == 77.99
+    with pytest.raises(UserError, match="no weights tagged 'imagenet21k'"):
+        res2net.create_model("res2net50.imagenet21k")
+
+
+def test_list_pretrained_names_with_tags() -> None:
+    found = res2net.list_pretrained("res2net50*")
+    assert {"res2net50.mindcv", "res2net50.official", "res2net50_26w_4s.official", "res2net50_26w_4s.mindcv",
+            "res2net50_v1b.mindcv", "res2net50d.official", "res2net50_14w_8s.official"} <= set(found)
+    assert found == sorted(found) and not any(n.startswith("res2net50_26w_6s.mindcv") for n in found)
+    assert res2net.list_pretrained("res2net*.mindcv") == sorted(
+        f"{n}.mindcv" for n in ALL_MODELS if "mindcv" in REGISTRY.tags(n))
+    assert not any(name.startswith("res2net152") for name in res2net.list_pretrained())
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_pretrained_metadata_is_complete(name: str) -> None:
-    for tag, cfg in get_model_spec(name).pretrained.items():
-        assert cfg.tag == tag
+def test_every_published_weight_file_is_fully_described(name: str) -> None:
+    for tag, cfg in REGISTRY.tags(name).items():
+        assert cfg.tag == tag == cfg.source and cfg.architecture == get_architecture(name).name
         assert cfg.url.startswith("https://") and cfg.file_name in cfg.url
-        assert len(cfg.sha256_prefix) == 8 and int(cfg.sha256_prefix, 16) >= 0
-        assert cfg.sha256_prefix in cfg.file_name
+        assert len(cfg.sha256) == 8 and int(cfg.sha256, 16) >= 0 and cfg.sha256 in cfg.file_name
         assert cfg.top1 is not None and 70 < cfg.top1 < 90
         assert cfg.license and cfg.interpolation in {"bilinear", "bicubic"}
         assert 0.5 < cfg.crop_pct <= 1 and len(cfg.mean) == len(cfg.std) == 3
         assert cfg.num_classes == (1001 if cfg.source == "mindcv" else 1000)
+        assert cfg.label_names == imagenet_label_names()
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_carries_its_pretrained_cfg(name: str) -> None:
+    with torch.device("meta"):
+        plain = res2net.create_model(name)
+        ten = res2net.create_model(name, num_classes=10, features_only=False)
+    cfg = plain.pretrained_cfg
+    assert cfg.architecture == get_architecture(name).name and cfg.source == "none" and not cfg.has_weights
+    assert (cfg.num_classes, cfg.input_size, cfg.crop_pct) == (1000, (3, 224, 224), 0.875)
+    assert cfg.label_names == imagenet_label_names()
+    assert ten.pretrained_cfg.num_classes == 10 and ten.pretrained_cfg.label_names is None
+    for tag in REGISTRY.tags(name):
+        with torch.device("meta"):
+            described = res2net.create_model(f"{name}.{tag}")
+        assert described.pretrained_cfg.tag == tag and described.pretrained_cfg.num_classes == 1000
+        assert res2net.resolve_data_config(described).input_size == (3, 224, 224)
+
+
+def test_register_weights_adds_a_tag_for_every_name_of_the_network() -> None:
+    cfg = res2net.register_weights("res2net50", "test_in1k", url="file:///weights/r50.pth", top1=80.0)
+    try:
+        assert cfg.architecture == "res2net50_26w_4s" and cfg.label_names == imagenet_label_names()
+        assert "res2net50_26w_4s.test_in1k" in res2net.list_pretrained()
+        assert REGISTRY.pretrained_cfg("res2net50_26w_4s", "test_in1k") is cfg
+        res2net.register_weights("res2net50", "test_in1k", url="file:///weights/r50.pth", top1=80.0)  # same: no-op
+        with pytest.raises(UserError, match="already registered differently"):
+            res2net.register_weights("res2net50", "test_in1k", url="file:///other.pth")
+    finally:
+        del REGISTRY.weights["res2net50_26w_4s"]["test_in1k"]
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])

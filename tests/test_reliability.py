@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 import res2net
+from res2net.checkpoint.training import read_training_checkpoint
 from res2net.cli import main
-from res2net.train.checkpoints import find_resume_checkpoint, read_training_checkpoint
+from res2net.train.checkpoints import find_resume_checkpoint
 from res2net.train.step import MAX_CONSECUTIVE_NONFINITE, DivergedError, StepRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,11 +118,13 @@ def max_weight_difference(first: Path, second: Path) -> float:
     a, b = read_training_checkpoint(first), read_training_checkpoint(second)
     differences = [0.0]
     for key in ("model", "model_ema"):
-        assert (a[key] is None) == (b[key] is None), key
-        if a[key] is None:
+        first_weights, second_weights = getattr(a, key), getattr(b, key)
+        assert (first_weights is None) == (second_weights is None), key
+        if first_weights is None:
             continue
-        assert a[key].keys() == b[key].keys()
-        differences += [(a[key][name].double() - b[key][name].double()).abs().max().item() for name in a[key]]
+        assert first_weights.keys() == second_weights.keys()
+        differences += [(first_weights[n].double() - second_weights[n].double()).abs().max().item()
+                        for n in first_weights]
     return max(differences)
 
 
@@ -151,12 +154,12 @@ def test_sigkill_mid_epoch_then_resume_auto_matches_the_uninterrupted_run(
     """
     args = train_args(tiny_digits_dir, tmp_path, *RECIPES[recipe], workers=workers)
     kill_at_line(python("train.py", *args), f"epoch 2/2: step 3/{STEPS_PER_EPOCH}")
-    assert read_training_checkpoint(tmp_path / "last.pth")["epoch"] == 1
+    assert read_training_checkpoint(tmp_path / "last.pth").epoch == 1
 
     resumed = run(python("train.py", *args, "--resume", "auto"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {tmp_path / 'last.pth'} at epoch 1, step {STEPS_PER_EPOCH}" in resumed.stdout
-    assert read_training_checkpoint(tmp_path / "last.pth")["step"] == 2 * STEPS_PER_EPOCH
+    assert read_training_checkpoint(tmp_path / "last.pth").step == 2 * STEPS_PER_EPOCH
     assert max_weight_difference(tmp_path / "last.pth", references[recipe] / "last.pth") <= 1e-6
 
 
@@ -179,7 +182,7 @@ def test_kill_inside_a_save_keeps_last_and_resume_skips_a_truncated_last(
     assert len(partial) == 1 and partial[0].startswith(".last.pth."), partial
     assert sorted(path.name for path in tmp_path.glob("*.pth")) == ["last.pth", "res2net50-1_5.pth"]
     found = find_resume_checkpoint(tmp_path, "res2net50")
-    assert found is not None and found[0] == tmp_path / "last.pth" and found[1]["epoch"] == 1
+    assert found is not None and found[0] == tmp_path / "last.pth" and found[1].epoch == 1
 
     last = tmp_path / "last.pth"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])  # a disk-full or copy accident
@@ -323,7 +326,7 @@ def test_torchrun_restarts_after_a_worker_is_killed_and_resumes(tiny_digits_dir:
     assert marker.exists() and "exitcode: -9" in completed.stderr  # rank 1 really died
     assert f"resumed from {tmp_path / 'last.pth'} at epoch 1, step 2" in completed.stdout
     saved = read_training_checkpoint(tmp_path / "last.pth")
-    assert (saved["epoch"], saved["step"]) == (2, 4)
+    assert (saved.epoch, saved.step) == (2, 4)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
 

@@ -29,6 +29,8 @@ import torch
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from res2net.checkpoint.training import TrainingCheckpoint, recipe_pretrained_cfg, write_training_checkpoint
+from res2net.config import load_config
 from res2net.errors import UserError
 from res2net.inference.calibration import sample_files
 from res2net.inference.session import PreprocessInfo, load_model, preprocess_images
@@ -58,12 +60,19 @@ def _main(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A training-style checkpoint: weights, class names and a config giving the input size."""
+    """One of our training checkpoints: weights, class names and a recipe giving the input size."""
     torch.manual_seed(0)
     model = build_model(MODEL, num_classes=NUM_CLASSES)
     path = tmp_path_factory.mktemp("serve") / "tiny.pt"
-    config = {"image_resize": SIZE, "crop_pct": 0.875, "interpolation": "bilinear"}
-    torch.save({"model": model.state_dict(), "config": config, "class_names": CLASS_NAMES}, path)
+    config = load_config(["--model", MODEL, "--image_resize", str(SIZE)], purpose="train").to_dict()
+    write_training_checkpoint(
+        TrainingCheckpoint(
+            model_name=MODEL, model=model.state_dict(), optimizer={}, scaler={}, schedule={}, epoch=1, step=1,
+            rng={}, config=config, class_names=CLASS_NAMES,
+            pretrained_cfg=recipe_pretrained_cfg(MODEL, config, CLASS_NAMES, None).to_dict(),
+        ),
+        path,
+    )
     return path
 
 

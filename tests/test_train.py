@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import res2net
+from res2net.checkpoint.training import read_training_checkpoint
 from res2net.config import load_config
 from res2net.train import train
-from res2net.train.checkpoints import read_training_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_RECIPE = REPO_ROOT / "configs/demo/res2net50_digits.yaml"
@@ -51,9 +51,9 @@ def test_run_folder_contents(trained_run: Path) -> None:
     # keep_checkpoint_max 1 with latest_k: only epoch 2's file survives, beside last.pth.
     assert sorted(p.name for p in trained_run.glob("*.pth")) == ["last.pth", "res2net50-2_2.pth"]
     saved = read_training_checkpoint(trained_run / "last.pth")
-    assert saved["epoch"] == 2 and saved["step"] == 4
-    assert saved["class_names"] == [str(i) for i in range(10)]
-    assert saved["config"]["image_resize"] == 16
+    assert saved.epoch == 2 and saved.step == 4
+    assert saved.class_names == [str(i) for i in range(10)]
+    assert saved.config["image_resize"] == 16
 
 
 def test_validate_cli_reproduces_training_evaluation(
@@ -64,7 +64,7 @@ def test_validate_cli_reproduces_training_evaluation(
                          subprocess_env)
     assert completed.returncode == 0, completed.stderr
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
-    recorded = read_training_checkpoint(trained_run / "last.pth")["metrics"]
+    recorded = read_training_checkpoint(trained_run / "last.pth").metrics
     assert summary["num_samples"] == 30
     assert summary["top1"] == pytest.approx(recorded["top1"], abs=1e-9)
     assert summary["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
@@ -75,8 +75,8 @@ def test_resume_gives_identical_weights(tiny_digits_dir: Path, trained_run: Path
     args = tiny_args(tiny_digits_dir, tmp_path)
     train(load_config([*args, "--epoch_size", "1", "--val_while_train", "False"], purpose="train"))
     train(load_config([*args, "--resume", "auto"], purpose="train"))
-    resumed = read_training_checkpoint(tmp_path / "last.pth")["model"]
-    straight = read_training_checkpoint(trained_run / "last.pth")["model"]
+    resumed = read_training_checkpoint(tmp_path / "last.pth").model
+    straight = read_training_checkpoint(trained_run / "last.pth").model
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
 
@@ -92,7 +92,7 @@ def test_fine_tune_to_another_class_count(trained_run: Path, tmp_path: Path, tin
         result = train(load_config(tiny_args(subset, tmp_path / "run", "--ckpt_path", str(trained_run / "last.pth"),
                                              "--num_classes", "4", "--epoch_size", "1"), purpose="train"))
     assert result.final is not None and result.final.num_samples == 4 * 3
-    tuned = read_training_checkpoint(tmp_path / "run" / "last.pth")["model"]
+    tuned = read_training_checkpoint(tmp_path / "run" / "last.pth").model
     assert tuned["fc.weight"].shape == (4, 2048)
     model = res2net.create_model("res2net50", checkpoint_path=tmp_path / "run" / "last.pth", num_classes=4)
     assert model.fc.out_features == 4

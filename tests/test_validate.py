@@ -16,8 +16,8 @@ from res2net import validation
 from res2net.config import Config, load_config
 from res2net.data import EncodedImage, ImageFolderDataset, build_eval_transform
 from res2net.errors import DataError
-from res2net.inference.calibration import sample_files
 from res2net.evaluate import EvalResult
+from res2net.inference.calibration import sample_files
 from res2net.inference.torch_backend import cpp_compiler_available
 from res2net.models import build_model
 from res2net.validation import validate
