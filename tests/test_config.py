@@ -11,7 +11,16 @@ import pytest
 import yaml
 
 from res2net import cli
-from res2net.config import Config, amp_plan, build_parser, ignored_key_notes, key_specs, load_config, schema_keys
+from res2net.config import (
+    Config,
+    amp_level_note,
+    amp_plan,
+    build_parser,
+    ignored_key_notes,
+    key_specs,
+    load_config,
+    schema_keys,
+)
 from res2net.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,18 +31,19 @@ MINDCV_FILES = [
     for v1b in ("", "_v1b")
     for device in ("ascend", "gpu")
 ]
-# Our recipe -> the MindCV GPU recipe whose values it carries (152: MindCV has none, the 101 values).
+# Our device-neutral recipe -> the MindCV file behind its published number (152: MindCV has none,
+# the 101 values at 152 layers).
 OUR_RECIPES = {
-    "res2net_50": "res2net_50_gpu.yaml",
-    "res2net_101": "res2net_101_gpu.yaml",
-    "res2net_152": "res2net_101_gpu.yaml",
-    "res2net_50_v1b": "res2net_50_v1b_gpu.yaml",
-    "res2net_101_v1b": "res2net_101_v1b_gpu.yaml",
-    "res2net_152_v1b": "res2net_101_v1b_gpu.yaml",
+    "res2net_50": "res2net_50_ascend.yaml",
+    "res2net_101": "res2net_101_ascend.yaml",
+    "res2net_152": "res2net_101_ascend.yaml",
+    "res2net_50_v1b": "res2net_50_v1b_ascend.yaml",
+    "res2net_101_v1b": "res2net_101_v1b_ascend.yaml",
+    "res2net_152_v1b": "res2net_101_v1b_ascend.yaml",
 }
-# Not hyper-parameters: where checkpoints go (ours: one folder per recipe), and the model, which
-# differs for the 152 recipes by design.
-NOT_COMPARED = {"ckpt_save_dir", "model"}
+# Not hyper-parameters: where checkpoints go (ours: one folder per recipe), the model (which differs
+# for the 152 recipes by design), and the fp16 loss-scale policy (ours grows back after an overflow).
+NOT_COMPARED = {"config", "ckpt_save_dir", "model", "loss_scale_type"}
 
 # MindCV 0.3.0 config.py: every key with its default (model excepted: ours defaults to res2net50).
 MINDCV_DEFAULTS: dict[str, Any] = {
@@ -125,22 +135,27 @@ def test_mindcv_seed_command_line_works() -> None:
 # --- our recipes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("recipe", sorted(OUR_RECIPES))
-def test_our_recipe_equals_mindcv_gpu_values(recipe: str) -> None:
-    ours_path = REPO / "configs/res2net" / f"{recipe}.yaml"
-    ours_raw = yaml.safe_load(ours_path.read_text())
-    theirs_raw = yaml.safe_load(mindcv(OUR_RECIPES[recipe]).read_text())
-    ours = load_config(["-c", str(ours_path)], purpose="train").to_dict()
-    theirs = load_config(["-c", str(mindcv(OUR_RECIPES[recipe]))], purpose="train").to_dict()
-    shared = (set(ours_raw) & set(theirs_raw)) - NOT_COMPARED
-    assert len(shared) >= 35
-    for key in sorted(shared):
+@pytest.mark.parametrize("name", MINDCV_FILES)
+def test_mindcv_file_names_in_configs_carry_mindcvs_values_key_by_key(name: str) -> None:
+    """configs/res2net/<MindCV's file name> resolves to exactly what MindCV's own file does."""
+    ours = load_config(["-c", str(REPO / "configs/res2net" / name)], purpose="train").to_dict()
+    theirs = load_config(["-c", str(mindcv(name))], purpose="train").to_dict()
+    assert sorted(ours) == sorted(theirs)
+    for key in sorted(ours.keys() - {"config"}):
         assert ours[key] == theirs[key], key
-    # Every MindCV key that is not MindSpore-only is carried over.
-    mindspore_only = {"mode", "dataset_sink_mode", "dataset_download"}
-    assert set(theirs_raw) - set(ours_raw) == mindspore_only
+    raw = yaml.safe_load((REPO / "configs/res2net" / name).read_text())
+    assert set(raw) == set(yaml.safe_load(mindcv(name).read_text()))  # the same keys are written out
+
+
+@pytest.mark.parametrize("recipe", sorted(OUR_RECIPES))
+def test_our_recipe_has_the_values_behind_the_published_number(recipe: str) -> None:
+    ours = load_config(["-c", str(REPO / "configs/res2net" / f"{recipe}.yaml")], purpose="train").to_dict()
+    theirs = load_config(["-c", str(mindcv(OUR_RECIPES[recipe]))], purpose="train").to_dict()
+    for key in sorted(ours.keys() - NOT_COMPARED):
+        assert ours[key] == theirs[key], key
     assert ours["model"] == recipe.replace("res2net_", "res2net")
     assert ours["ckpt_save_dir"] == f"./runs/{recipe}"
+    assert ours["loss_scale_type"] == "dynamic"
 
 
 @pytest.mark.parametrize("recipe", sorted(OUR_RECIPES))
@@ -440,3 +455,15 @@ def test_3a_and_every_mindcv_policy_spelling_parse_when_read() -> None:
     for policy in ("3a", "3a-mstd0.5", "autoaug-mstd0.5", "autoaugr", "randaug-m9-mstd0.5-inc1", "augmix-m3-w3-d2",
                    "trivialaugwide-m31", "rand-m7-n3"):
         assert load_config(["--auto_augment", policy], purpose="train").auto_augment == policy
+
+
+def test_o3_has_an_explicit_meaning_stated_once() -> None:
+    """O3 runs as autocast (the plan) and says how that differs from MindSpore's O3 (the note)."""
+    o3 = load_config(["-c", str(mindcv("res2net_50_ascend.yaml"))], purpose="train")
+    assert amp_plan(o3, "cpu") == amp_plan(load_config(["--amp_level", "O2"], purpose="train"), "cpu")
+    assert amp_plan(o3, "cuda").use_scaler and amp_plan(o3, "cuda").init_scale == 1024.0
+    note = amp_level_note(o3, "cpu")
+    assert note is not None and "torch.autocast in bfloat16" in note and "BatchNorm statistics" in note
+    assert "float16" in (amp_level_note(o3, "cuda") or "")
+    assert amp_level_note(load_config(["--amp_level", "O2"], purpose="train"), "cpu") is None
+    assert amp_level_note(o3, "cpu", validation=True) is None  # val_amp_level stays O0

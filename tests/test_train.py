@@ -124,3 +124,42 @@ def test_a_short_run_learns_far_above_chance(learned_run: tuple[Path, float]) ->
     assert top1 >= 80.0, f"val top-1 {top1:.1f}% after two epochs"
     assert rows[-1]["train_loss"] < 0.75 * rows[0]["train_loss"]
     assert rows[-1]["val_top1"] == pytest.approx(top1)
+
+
+# The seed's Quick Start, as printed (MindCV's model card for Res2Net).
+SEED_TRAIN = "python train.py --config configs/res2net/res2net_50_ascend.yaml --data_dir {data} --distribute False"
+SEED_VALIDATE = "python validate.py -c configs/res2net/res2net_50_ascend.yaml --data_dir {data} --ckpt_path {ckpt}"
+# What a user adds to fit the digits on a CPU in seconds: the class count and sizes, nothing else.
+DIGITS_SIZE = ["--num_classes", "10", "--image_resize", "16", "--batch_size", "16", "--epoch_size", "1",
+               "--num_parallel_workers", "0", "--num_samples", "64"]
+
+
+@pytest.mark.slow
+def test_the_seeds_standalone_and_validate_commands_run_verbatim(
+    tiny_digits_dir: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """From a folder laid out like a MindCV checkout (train.py, validate.py, configs/ beside each other)."""
+    for entry in ("train.py", "validate.py", "configs"):
+        (tmp_path / entry).symlink_to(REPO_ROOT / entry)
+    python = sys.executable
+
+    def run(command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        words = command.split()
+        assert words[0] == "python"
+        return subprocess.run([python, *words[1:], *extra], capture_output=True, text=True, env=subprocess_env,
+                              cwd=tmp_path, timeout=600)
+
+    trained = run(SEED_TRAIN.format(data=tiny_digits_dir), *DIGITS_SIZE)
+    assert trained.returncode == 0, trained.stderr
+    assert "note: 'amp_level: O3'" in trained.stdout and "note: 'mode: 0' is ignored" in trained.stdout
+    assert "launcher=none" in trained.stdout and "epochs=1" in trained.stdout
+    checkpoint = tmp_path / "ckpt" / "last.pth"  # MindCV's ckpt_save_dir: ./ckpt
+    assert checkpoint.is_file()
+
+    validated = run(SEED_VALIDATE.format(data=tiny_digits_dir, ckpt=checkpoint), "--num_classes", "10",
+                    "--image_resize", "16", "--batch_size", "16", "--num_parallel_workers", "0")
+    assert validated.returncode == 0, validated.stderr
+    summary = json.loads(validated.stdout.strip().splitlines()[-1])
+    assert summary["num_samples"] == 30 and summary["checkpoint"] == str(checkpoint)
+    recorded = read_training_checkpoint(checkpoint).metrics
+    assert recorded is not None and summary["top1"] == pytest.approx(recorded["top1"], abs=1e-9)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Config, amp_plan, ignored_key_notes
+from .config import Config, amp_level_note, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
 from .errors import DataError
 from .evaluate import EvalResult, evaluate
@@ -90,8 +90,10 @@ def validate(cfg: Config) -> EvalResult:
         loader = eval_loader(cfg, dataset, ctx)
         num_classes = cfg.num_classes or len(dataset.classes)
         if ctx.is_main:
-            for note in ignored_key_notes(cfg):
-                print(note)
+            eager_note = amp_level_note(cfg, ctx.device.type, validation=True) if cfg.precision == "eager" else None
+            for note in [*ignored_key_notes(cfg), eager_note]:
+                if note:
+                    print(note)
         model = prepare_model(cfg, num_classes, ctx, dataset.transform)
         amp = amp_plan(cfg, ctx.device.type, validation=True)
         result = evaluate(

@@ -5,7 +5,7 @@ call; :class:`Config` is what the rest of the package receives; :func:`amp_plan`
 :func:`ignored_key_notes` say what MindSpore-only keys mean on PyTorch.
 """
 
-from .mindspore_keys import AmpPlan, amp_plan, ignored_key_notes
+from .mindspore_keys import AmpPlan, amp_level_note, amp_plan, ignored_key_notes
 from .parser import build_parser, load_config, read_yaml
 from .schema import DATASETS, TIMM_OPTIMIZERS, Config, key_specs, schema_keys
 
@@ -14,6 +14,7 @@ __all__ = [
     "TIMM_OPTIMIZERS",
     "AmpPlan",
     "Config",
+    "amp_level_note",
     "amp_plan",
     "build_parser",
     "ignored_key_notes",

@@ -94,3 +94,23 @@ def ignored_key_notes(cfg: Config) -> list[str]:
     """One note per MindSpore-only key the user set that has no effect on PyTorch, in schema order."""
     return [f"note: '{name}: {getattr(cfg, name)}' is ignored on PyTorch ({spec.ignored})"
             for name, (spec, _) in key_specs().items() if spec.ignored and name in cfg.provided]
+
+
+def amp_level_note(cfg: Config, device_type: str, *, validation: bool = False) -> str | None:
+    """The one-line note a run prints when its level means less here than on MindSpore.
+
+    MindSpore's O3 casts the whole network, BatchNorm included, to float16. Here every level
+    above O0 is ``torch.autocast``: convolutions and matrix products run in the half type,
+    activations flow through BatchNorm, ReLU and the residual adds in it (with float32 running
+    statistics and weights), while softmax, the loss and other reductions stay in float32, and
+    the optimizer updates float32 weights. That is the precision MindSpore's O2 and O3 both aim
+    at, without O3's float16 BatchNorm statistics, which are the part that loses accuracy.
+    """
+    level = cfg.val_amp_level if validation else cfg.amp_level
+    if level != "O3":
+        return None
+    dtype = amp_plan(cfg, device_type, validation=validation).dtype
+    key = "val_amp_level" if validation else "amp_level"
+    return (f"note: '{key}: O3' (MindSpore: the whole network, BatchNorm included, in float16) runs as "
+            f"torch.autocast in {dtype}: convolutions and matrix products in {dtype}, BatchNorm statistics, "
+            "softmax and the loss in float32, float32 weights")

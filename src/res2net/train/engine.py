@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, recipe_pretrained_cfg
-from ..config import Config, amp_plan, ignored_key_notes
+from ..config import Config, amp_level_note, amp_plan, ignored_key_notes
 from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from ..errors import CheckpointError
 from ..evaluate import EvalResult, evaluate
@@ -218,8 +218,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg = self.cfg
         if self.ctx.is_main:
-            for note in ignored_key_notes(cfg):
-                self.logger.info(note)
+            for note in [*ignored_key_notes(cfg), amp_level_note(cfg, self.ctx.device.type)]:
+                if note:
+                    self.logger.info(note)
             self.logger.info(self.summary())
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
             for partial in self.checkpoints.remove_partial_writes():
