@@ -298,6 +298,9 @@ def build(typed: Mapping[str, Any]) -> Config:
         normalize_stats(cfg.mean, cfg.std)
     except ValueError as err:
         raise ConfigError(f"config keys 'mean' and 'std': {err}") from None
+    if cfg.scheduler in ("one_cycle", "cyclic") and (cfg.warmup_epochs > 0 or cfg.lr_epoch_stair):
+        raise ConfigError(f"scheduler '{cfg.scheduler}' shapes the whole run itself: it takes no warm-up and no "
+                          "per-epoch stairs (set warmup_epochs: 0 and lr_epoch_stair: False), as in MindCV")
     if cfg.reduction == "none":
         raise ConfigError("config key 'reduction: none' gives one loss per sample and cannot train; use mean or sum")
     if cfg.opt in TIMM_OPTIMIZERS and importlib.util.find_spec("timm") is None:

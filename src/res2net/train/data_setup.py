@@ -27,6 +27,8 @@ from ..data import (
 )
 from ..distributed import DistContext
 
+#: MindCV's create_loader switches between mixup and cutmix with this probability.
+MINDCV_SWITCH_PROB = 0.5
 #: The reader behind each ``dataset`` value (the schema's ``DATASETS`` lists the same names).
 DATASET_READERS: dict[str, type[ImageFolderDataset]] = {"imagenet": ImageFolderDataset}
 
@@ -110,6 +112,26 @@ class TrainData:
         return self.train_set.skipped.reset()
 
 
+def build_mixer(cfg: Config, num_classes: int, *, seed: int) -> MixupCutmix | None:
+    """MindCV's batch mixing from the recipe: Beta(mixup) / Beta(cutmix), applied with probability
+    ``cutmix_prob``, cutmix chosen half the time when both are on (MindCV's switch probability).
+
+    MindCV smooths labels in the loss after mixing; smoothing is linear, so smoothing the two
+    one-hot labels before mixing (here) gives the same targets, and the loss leaves them alone.
+    """
+    if cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return None
+    return MixupCutmix(
+        num_classes=num_classes,
+        mixup_alpha=cfg.mixup,
+        cutmix_alpha=cfg.cutmix,
+        prob=cfg.cutmix_prob,
+        switch_prob=MINDCV_SWITCH_PROB,
+        label_smoothing=cfg.label_smoothing,
+        seed=seed,
+    )
+
+
 def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
     train_transform = build_train_transform(
         image_size=cfg.image_resize,
@@ -149,16 +171,7 @@ def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
         num_replicas=ctx.world_size,
         rank=ctx.rank,
     )
-    mixer = None
-    if cfg.mixup > 0 or cfg.cutmix > 0:
-        mixer = MixupCutmix(
-            num_classes=num_classes,
-            mixup_alpha=cfg.mixup,
-            cutmix_alpha=cfg.cutmix,
-            prob=cfg.cutmix_prob,
-            label_smoothing=cfg.label_smoothing,
-            seed=cfg.seed + ctx.rank,
-        )
+    mixer = build_mixer(cfg, num_classes, seed=cfg.seed + ctx.rank)
     val_loader = eval_loader(cfg, val_set, ctx) if val_set is not None else None
     return TrainData(train_set, val_set, train_loader, val_loader, mixer, num_classes)
 

@@ -1,9 +1,12 @@
 """Learning-rate schedules with MindCV's names and meanings, as a function of the step.
 
-MindCV precomputes a per-step list of learning rates; we compute the same value from
-the global step instead, so nothing but the step counter needs saving to resume, and
-``lr_epoch_stair`` (one value per epoch) is just rounding the epoch down. The warm-up
-comes first; the main schedule counts epochs from its end, as MindCV chains them.
+MindCV precomputes a per-step list (``mindcv.scheduler.create_scheduler``): a linear warm-up,
+then the main schedule counted from the warm-up's end. We compute the same value from the
+global step instead, so nothing but the step counter needs saving to resume; the formulas are
+MindCV 0.3.0's (tests/test_mindcv_fidelity.py compares every step of every recipe with lists
+MindCV itself produced). ``lr_epoch_stair`` (one value per epoch) rounds the epoch down, as
+MindCV's non-"refined" variants do. Where MindCV refuses a combination (``one_cycle`` and
+``cyclic`` with a warm-up or per-epoch stairs), the config check refuses it too.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import torch
 from ..config import Config
 from ..errors import ConfigError
 
-ONE_CYCLE_START_FRACTION = 0.3
-ONE_CYCLE_DIV_FACTOR = 25.0
+ONE_CYCLE_RISE_FRACTION = 0.3  # MindCV's pct_start
+ONE_CYCLE_DIV_FACTOR = 25.0  # the cycle starts at lr / 25
 
 
 @dataclass(frozen=True)
@@ -64,41 +67,54 @@ class LRSchedule:
         if epoch < self.warmup_epochs:
             start = self.lr * self.warmup_factor
             return start + (self.lr - start) * epoch / self.warmup_epochs
-        return self._main(epoch - self.warmup_epochs)
+        return self._main(epoch - self.warmup_epochs, step - self.warmup_epochs * self.steps_per_epoch)
 
-    def _main(self, epoch: float) -> float:
-        span = max(1e-12, float(self.decay_epochs or (self.epochs - self.warmup_epochs)))
+    def _main(self, epoch: float, step: int) -> float:
+        """The schedule after the warm-up, at ``epoch`` (``step``) counted from the warm-up's end."""
+        main_epochs = self.epochs - self.warmup_epochs
         if self.name == "constant":
             return self.lr
         if self.name == "cosine_decay":
-            cycle = math.floor(epoch / span)
+            if self.decay_epochs <= 0:
+                return self.min_lr
+            cycle = math.floor(epoch / self.decay_epochs)
             if cycle >= self.num_cycles:
                 return self.min_lr
             peak = self.lr * self.cycle_decay**cycle
-            progress = (epoch - cycle * span) / span
-            return self.min_lr + 0.5 * (peak - self.min_lr) * (1 + math.cos(math.pi * progress))
+            progress = (epoch - cycle * self.decay_epochs) / self.decay_epochs
+            return self.min_lr + 0.5 * (peak - self.min_lr) * (1.0 + math.cos(math.pi * progress))
         if self.name == "step_decay":
-            return self.lr * self.decay_rate ** math.floor(epoch / max(1, self.decay_epochs))
+            return self.lr * self.decay_rate ** math.floor(math.floor(epoch) / max(1, self.decay_epochs))
         if self.name == "multi_step_decay":
-            passed = sum(1 for milestone in self.milestones if epoch >= milestone)
+            passed = sum(1 for milestone in self.milestones if math.floor(epoch) >= milestone)
             return self.lr * self.decay_rate**passed
         if self.name == "exponential_decay":
-            return self.lr * self.decay_rate ** math.floor(epoch)
+            return self.lr * self.decay_rate**epoch
         if self.name == "polynomial_decay":
-            progress = min(1.0, epoch / span)
-            return (self.lr - self.min_lr) * (1 - progress) ** self.decay_rate + self.min_lr
+            span = max(1, main_epochs)
+            return self.lr * (1 - min(epoch, span) / span) ** self.decay_rate
         if self.name == "one_cycle":
-            total = max(1e-12, float(self.epochs - self.warmup_epochs))
-            rise = ONE_CYCLE_START_FRACTION * total
-            start = self.lr / ONE_CYCLE_DIV_FACTOR
-            if epoch < rise:
-                return start + (self.lr - start) * 0.5 * (1 - math.cos(math.pi * epoch / rise))
-            progress = min(1.0, (epoch - rise) / max(1e-12, total - rise))
-            return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+            return self._one_cycle(step, self.steps_per_epoch * main_epochs)
         if self.name == "cyclic":
-            position = (epoch / span) % 2.0
-            return self.min_lr + (self.lr - self.min_lr) * (1 - abs(position - 1.0))
+            return self._cyclic(step, self.steps_per_epoch * main_epochs)
         raise ConfigError(f"scheduler '{self.name}' is not supported")
+
+    def _one_cycle(self, step: int, steps: int) -> float:
+        """PyTorch's OneCycleLR as MindCV uses it: cosine rise from lr/25 over 30% of the steps,
+        cosine fall to ``min_lr`` over the rest."""
+        up = ONE_CYCLE_RISE_FRACTION * steps - 1
+        if step <= up:
+            begin, end, progress = self.lr / ONE_CYCLE_DIV_FACTOR, self.lr, step / up
+        else:
+            begin, end, progress = self.lr, self.min_lr, min(1.0, (step - up) / (steps - 1 - up))
+        return end + (begin - end) / 2.0 * (math.cos(math.pi * progress) + 1)
+
+    def _cyclic(self, step: int, steps: int) -> float:
+        """Triangular cycles between ``min_lr`` and ``lr``, ``num_cycles`` of them over the run."""
+        half = float(int(steps / self.num_cycles / 2))
+        position = 1.0 + step / (2 * half) - math.floor(1 + step / (2 * half))
+        scale = position / 0.5 if position <= 0.5 else (position - 1) / (0.5 - 1)
+        return self.min_lr + (self.lr - self.min_lr) * scale
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every parameter group's learning rate for ``step``; returns it."""
