@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from res2net import cli
 from res2net.config import key_specs, load_config
 from res2net.errors import ConfigError
 from res2net.models import build_model
 from res2net.train.optim import build_optimizer, param_groups
 from res2net.train.schedule import LRSchedule
 from res2net.train.step import StepRunner, classification_loss
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(*flags: str):  # noqa: ANN201 - a Config
@@ -187,3 +192,40 @@ def test_soft_targets_are_not_smoothed_twice() -> None:
     bce = classification_loss(logits, targets, kind="BCE", label_smoothing=0.1)
     expected = nn.functional.binary_cross_entropy_with_logits(logits, nn.functional.one_hot(targets, 5) * 0.9 + 0.02)
     assert bce.item() == pytest.approx(expected.item())
+
+
+def test_schedule_command_prints_every_step_as_hand_computed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 warm-up epochs (0 -> 0.4 linearly), then cosine from 0.4 to 0 over 4 epochs; 2 steps per epoch."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scheduler: cosine_decay\nlr: 0.4\nmin_lr: 0.0\nwarmup_epochs: 2\nwarmup_factor: 0.0\n"
+                      "decay_epochs: 4\nepoch_size: 6\n")
+    assert cli.main(["schedule", "-c", str(recipe), "--steps_per_epoch", "2", "--json"]) == 0
+    cosine = [0.2 * (1 + math.cos(math.pi * e / 4)) for e in (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5)]
+    expected = [0.0, 0.1, 0.2, 0.3, *cosine]
+    assert json.loads(capsys.readouterr().out) == pytest.approx(expected, abs=1e-12)
+    assert cosine[1] == pytest.approx(0.3847759, abs=1e-7)  # 0.2 * (1 + cos(pi / 8)), by hand
+
+    # Recipe flags override the file; the text form names the phases.
+    assert cli.main(["schedule", "-c", str(recipe), "--steps_per_epoch", "2", "--lr", "0.8"]) == 0
+    text = capsys.readouterr().out
+    assert "6 epochs x 2 steps = 12 steps" in text and "0.8 after the warm-up (step 4)" in text
+    assert text.count("\nepoch ") == 6
+
+
+def test_schedule_command_counts_steps_from_the_data_and_plots(
+    tiny_digits_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = REPO_ROOT / "configs/demo/res2net50_digits.yaml"
+    png = tmp_path / "lr.png"
+    argv = ["schedule", "-c", str(recipe), "--data_dir", str(tiny_digits_dir), "--batch_size", "16", "--json",
+            "--plot", str(png)]
+    assert cli.main(argv) == 0
+    values = json.loads(capsys.readouterr().out)
+    assert len(values) == 6 * (40 // 16)  # 40 training images, batch 16, remainder dropped
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main([*argv[:-2], "--world_size", "2"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 6 * (40 // 32)
+    assert cli.main(["schedule", "-c", str(recipe), "--data_dir", str(tmp_path / "none")]) == 1
+    assert "pass --steps_per_epoch N" in capsys.readouterr().err

@@ -8,6 +8,7 @@ line on stderr and a non-zero exit status instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -21,6 +22,7 @@ from .inference.predict import add_predict_parser, run_predict
 from .models import REGISTRY, list_models
 from .serve.cli import add_serve_parser, run_serve
 from .train import train
+from .train.schedule_cli import add_schedule_parser, run_schedule
 from .validation import validate
 
 Handler = Callable[[argparse.Namespace], int]
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ]
     for add_parser, handler in registrations:
         add_parser(subparsers).set_defaults(handler=handler)
+    add_schedule_parser(subparsers).set_defaults(takes_recipe_flags=True)
     return parser
 
 
@@ -86,6 +89,9 @@ def _run(entry: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `res2net ... | head`: the reader has gone, which is not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - interpreter shutdown flushes and closes it
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in CONFIG_COMMANDS:
         entry = train_main if argv[0] == "train" else validate_main
         return _run(lambda: entry(argv[1:]))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, leftover = parser.parse_known_args(argv)
+    if getattr(args, "takes_recipe_flags", False):  # `schedule`: the rest are recipe overrides
+        return _run(lambda: run_schedule(args, leftover))
+    if leftover:
+        parser.error(f"unrecognized arguments: {' '.join(leftover)}")
     return _run(lambda: args.handler(args))
 
 
