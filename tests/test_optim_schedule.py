@@ -229,3 +229,13 @@ def test_schedule_command_counts_steps_from_the_data_and_plots(
     assert len(json.loads(capsys.readouterr().out)) == 6 * (40 // 32)
     assert cli.main(["schedule", "-c", str(recipe), "--data_dir", str(tmp_path / "none")]) == 1
     assert "pass --steps_per_epoch N" in capsys.readouterr().err
+
+
+def test_optimizer_constants_are_mindspores_unless_the_recipe_sets_them() -> None:
+    """MindCV passes eps to RMSProp only; Adam-family optimizers keep MindSpore's 1e-8."""
+    assert build_optimizer(tiny_net(), config("--opt", "adamw")).defaults["eps"] == 1e-8
+    assert build_optimizer(tiny_net(), config("--opt", "lamb")).defaults["eps"] == 1e-6
+    assert build_optimizer(tiny_net(), config("--opt", "adamw", "--eps", "1e-6")).defaults["eps"] == 1e-6
+    rmsprop = build_optimizer(tiny_net(), config("--opt", "rmsprop")).defaults
+    assert (rmsprop["eps"], rmsprop["alpha"]) == (1e-10, 0.9)
+    assert build_optimizer(tiny_net(), config("--opt", "adagrad")).defaults["initial_accumulator_value"] == 0.1

@@ -16,7 +16,9 @@ list (``feature_stages``), so every family member is covered without a table of 
 The schedule multiplies each group's ``lr_scale`` into the rate it sets per step.
 
 Optimizers run in their foreach (multi-tensor) form: one kernel per step, not one per parameter.
-Lion and Adan come from timm (the ``optim`` extra); the recipe is refused when it is missing.
+Their constants are MindSpore's where MindCV relies on them (epsilons, RMSProp's decay,
+Adagrad's starting accumulator). Lion and Adan come from timm (the ``optim`` extra); the recipe
+is refused when it is missing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from ..errors import ConfigError
 from .lamb import Lamb
 
 _NORM_TYPES = (_NormBase, nn.GroupNorm, nn.LayerNorm)
+#: The epsilon of MindSpore's (and MindCV's) optimizers, which MindCV does not override.
+MINDSPORE_EPS = {"adam": 1e-8, "adamw": 1e-8, "nadam": 1e-8, "lamb": 1e-6, "adan": 1e-8}
+MINDSPORE_RMSPROP_DECAY = 0.9  # MindSpore's RMSProp ``decay`` (torch's ``alpha`` defaults to 0.99)
+MINDSPORE_ADAGRAD_ACCUM = 0.1  # MindSpore's Adagrad ``accum`` (torch starts its sum at 0)
 
 
 def _exempt_from_decay(model: nn.Module, filter_name: str) -> set[int]:
@@ -84,26 +90,37 @@ def param_groups(
     return [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
 
 
+def _eps(cfg: Config) -> float:
+    """MindCV passes ``eps`` to RMSProp only; every other optimizer keeps MindSpore's default
+    unless the recipe sets ``eps`` itself."""
+    if cfg.opt == "rmsprop" or "eps" in cfg.provided:
+        return cfg.eps
+    return MINDSPORE_EPS.get(cfg.opt, cfg.eps)
+
+
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """The optimizer ``cfg.opt`` over ``model``'s parameters (lr is set per step by the schedule)."""
     groups = param_groups(model, cfg.weight_decay, cfg.weight_decay_filter, cfg.layer_decay)
     name = cfg.opt
+    eps = _eps(cfg)
     if name in ("sgd", "momentum", "nesterov"):
         nesterov = name == "nesterov" or cfg.use_nesterov
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, foreach=True)
     betas = (cfg.momentum, 0.999)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, foreach=True)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=eps, foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, foreach=True)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=eps, foreach=True)
     if name == "nadam":
-        return torch.optim.NAdam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, foreach=True)
+        return torch.optim.NAdam(groups, lr=cfg.lr, betas=betas, eps=eps, foreach=True)
     if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, foreach=True)
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=MINDSPORE_RMSPROP_DECAY, momentum=cfg.momentum, eps=eps,
+                                   foreach=True)
     if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=cfg.lr, eps=cfg.eps, foreach=True)
+        return torch.optim.Adagrad(groups, lr=cfg.lr, eps=eps, initial_accumulator_value=MINDSPORE_ADAGRAD_ACCUM,
+                                   foreach=True)
     if name == "lamb":
-        return Lamb(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
+        return Lamb(groups, lr=cfg.lr, betas=betas, eps=eps)
     if name in TIMM_OPTIMIZERS:  # the config check made sure timm is installed
         import timm.optim
 
