@@ -239,3 +239,9 @@ def test_optimizer_constants_are_mindspores_unless_the_recipe_sets_them() -> Non
     rmsprop = build_optimizer(tiny_net(), config("--opt", "rmsprop")).defaults
     assert (rmsprop["eps"], rmsprop["alpha"]) == (1e-10, 0.9)
     assert build_optimizer(tiny_net(), config("--opt", "adagrad")).defaults["initial_accumulator_value"] == 0.1
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw", "adagrad"])
+def test_optimizers_with_fused_kernels_use_them(name: str) -> None:
+    optimizer = build_optimizer(tiny_net(), config("--opt", name))
+    assert optimizer.defaults["fused"] is True and not optimizer.defaults.get("foreach")
