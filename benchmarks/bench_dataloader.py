@@ -5,6 +5,8 @@ filled shapes, seeded) to a temporary folder, then times, in one process with on
 one DataLoader worker gets), a full pass over the folder through
 
 * ours: ``ImageFolderDataset`` + ``build_train_transform`` (fast decode+crop, fused jitter/normalise)
+* ours from shards: the same JPEGs as webdataset shards (``res2net make-shards``) through
+  ``ShardStream`` (tar reading, shuffle buffer and batching included)
 * timm: ``timm.data.ImageDataset`` + ``timm.data.create_transform(224, is_training=True, ...)``
 
 with the MindCV Res2Net recipe's augmentation (RandomResizedCrop 0.08-1, ratio 3/4-4/3, bilinear,
@@ -28,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from res2net.data import ImageFolderDataset, build_train_transform
+from res2net.data.shards import ShardIndex, ShardStream, write_shards
 
 RECIPE = dict(
     scale=(0.08, 1.0), ratio=(0.75, 1.333), interpolation="bilinear", hflip=0.5, color_jitter=0.4, re_prob=0.5
@@ -69,6 +72,16 @@ def images_per_second(dataset, seeded: bool) -> float:
     return len(dataset) / (time.perf_counter() - start)
 
 
+def shard_images_per_second(stream: ShardStream) -> float:
+    """One pass over a shard stream in this process (what one DataLoader worker does)."""
+    start = time.perf_counter()
+    count = 0
+    for images, _ in stream:
+        assert images.shape[1:] == (3, 224, 224)
+        count += images.shape[0]
+    return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -87,19 +100,26 @@ def main() -> None:
         timm_transform = timm.data.create_transform(224, is_training=True, **RECIPE)
         theirs = timm.data.ImageDataset(str(root / "train"), transform=timm_transform)
         assert len(ours) == len(theirs) == args.images
+        write_shards(root, root / "shards", shard_size=50, splits=("train",))
+        stream = ShardStream(ShardIndex.read(str(root / "shards")), "train", batch_size=20, training=True,
+                             transform=build_train_transform(image_size=224, **RECIPE))
         images_per_second(ours, True), images_per_second(theirs, False)  # warm-up: page cache, lazy imports
-        rates: dict[str, list[float]] = {"res2net.data": [], "timm": []}
+        shard_images_per_second(stream)
+        rates: dict[str, list[float]] = {"res2net.data": [], "res2net shards": [], "timm": []}
         for _ in range(args.rounds):
             rates["res2net.data"].append(images_per_second(ours, True))
+            rates["res2net shards"].append(shard_images_per_second(stream))
             rates["timm"].append(images_per_second(theirs, False))
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"{args.images} JPEGs 500x375, train transform to 224, 1 thread, {args.rounds} interleaved rounds")
-    print(f"{'pipeline':<14}{'median img/s':>14}{'min':>10}{'max':>10}")
+    print(f"{'pipeline':<16}{'median img/s':>14}{'min':>10}{'max':>10}")
     for name, values in rates.items():
-        print(f"{name:<14}{statistics.median(values):>14.1f}{min(values):>10.1f}{max(values):>10.1f}")
+        print(f"{name:<16}{statistics.median(values):>14.1f}{min(values):>10.1f}{max(values):>10.1f}")
     ratio = statistics.median(rates["res2net.data"]) / statistics.median(rates["timm"])
     print(f"ratio (ours / timm, medians): {ratio:.2f}x")
+    shard_ratio = statistics.median(rates["res2net shards"]) / statistics.median(rates["res2net.data"])
+    print(f"ratio (shards / folder, medians): {shard_ratio:.2f}x")
 
 
 if __name__ == "__main__":

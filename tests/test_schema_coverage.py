@@ -17,7 +17,7 @@ from res2net.config import DATASETS, Config, key_specs, load_config
 from res2net.config.mindspore_keys import ignored_key_notes
 from res2net.config.schema import LEGACY_KEYS
 from res2net.errors import ConfigError
-from res2net.train.data_setup import DATASET_READERS
+from res2net.train.data_setup import DATA_SOURCES
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "res2net"
 
@@ -68,7 +68,7 @@ def test_refused_keys_fail_with_their_reason(name: str) -> None:
 
 
 def test_every_dataset_value_has_a_reader() -> None:
-    assert set(DATASETS) == set(DATASET_READERS)
+    assert set(DATASETS) == set(DATA_SOURCES)
 
 
 @pytest.mark.parametrize("name", sorted(NOTED))

@@ -16,6 +16,7 @@ from .benchmark import add_benchmark_parser, run_benchmark
 from .config import load_config
 from .convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
+from .data.shards import add_make_shards_parser, run_make_shards
 from .errors import UserError
 from .inference.export import add_export_parser, run_export
 from .inference.predict import add_predict_parser, run_predict
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     registrations: list[tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Handler]] = [
         (add_demo_data_parser, run_demo_data),
         (add_prepare_imagenet_parser, run_prepare_imagenet),
+        (add_make_shards_parser, run_make_shards),
         (add_convert_parser, run_convert),
         (add_predict_parser, run_predict),
         (add_export_parser, run_export),

@@ -19,9 +19,16 @@ from .distributed import DistContext, init_distributed, shutdown
 from .errors import DataError
 from .evaluate import EvalResult, evaluate
 from .factory import create_model
-from .inference.calibration import CalibrationSet, Transform, image_files, load_calibration
+from .inference.calibration import (
+    CalibrationSet,
+    Transform,
+    describe_sample,
+    image_files,
+    load_calibration,
+    sample_files,
+)
 from .inference.optimize import optimize_for_inference
-from .train.data_setup import dataset_reader, eval_dataset, eval_loader, without_empty_batches
+from .train.data_setup import data_source, eval_data, without_empty_batches
 
 
 def calibration_set(cfg: Config, transform: Transform) -> CalibrationSet:
@@ -30,19 +37,20 @@ def calibration_set(cfg: Config, transform: Transform) -> CalibrationSet:
     Never the validation images: calibrating on the images that are then scored would report
     an accuracy the quantised model does not have on new images.
     """
+    count, seed = cfg.calibration_images, cfg.seed
     if cfg.calibration_dir:
-        directory = Path(cfg.calibration_dir)
-        files = image_files(directory, what="calibration_dir")
-        origin = str(directory)
-    else:
-        try:
-            train_split = dataset_reader(cfg)(cfg.data_dir, cfg.train_split)
-        except DataError as err:
-            raise DataError(f"int8 calibration draws from the train split, which cannot be read ({err}); "
-                            "pass --calibration_dir DIR") from None
-        files = [path for path, _ in train_split.samples]
-        origin = f"the train split {train_split.root}"
-    return load_calibration(files, transform, count=cfg.calibration_images, seed=cfg.seed, origin=origin)
+        files = image_files(Path(cfg.calibration_dir), what="calibration_dir")
+        chosen = sample_files(files, count, seed)
+        return load_calibration(chosen, transform, source=describe_sample(len(chosen), len(files), seed,
+                                                                          cfg.calibration_dir))
+    source = data_source(cfg)
+    try:
+        total = source.count(cfg, cfg.train_split)
+        images, origin = source.images(cfg, cfg.train_split, count, seed)
+    except DataError as err:
+        raise DataError(f"int8 calibration draws from the train split, which cannot be read ({err}); "
+                        "pass --calibration_dir DIR") from None
+    return load_calibration(images, transform, source=describe_sample(len(images), total, seed, origin))
 
 
 def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, transform: Transform) -> nn.Module:
@@ -86,8 +94,7 @@ def validate(cfg: Config) -> EvalResult:
     """Evaluate ``cfg.model`` with ``cfg.ckpt_path`` (or its published weights) on ``cfg.val_split``."""
     ctx = init_distributed(cfg.distribute, cfg.device)
     try:
-        dataset = eval_dataset(cfg)
-        loader = eval_loader(cfg, dataset, ctx)
+        dataset, loader = eval_data(cfg, ctx)
         num_classes = cfg.num_classes or len(dataset.classes)
         if ctx.is_main:
             eager_note = amp_level_note(cfg, ctx.device.type, validation=True) if cfg.precision == "eager" else None

@@ -32,7 +32,7 @@ from .values import closest, coerce
 
 _AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
 #: Values of ``dataset`` that have a reader here.
-DATASETS = ("imagenet",)
+DATASETS = ("imagenet", "webdataset")
 #: MindCV < 0.3 boolean spellings, translated into their 0.3 key when the recipe is read:
 #: old key -> (new key, {old value: new value}).
 LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
@@ -72,9 +72,10 @@ class Config:
     sync_bn: bool = key(False, "convert BatchNorm to SyncBatchNorm when distributed", SYSTEM, ours=True)
 
     # --- dataset ------------------------------------------------------------------------
-    dataset: str = key("imagenet", "dataset type; 'imagenet' = ImageNet-style class folders", DATASET,
-                       choices=DATASETS)
-    data_dir: str = key("./", "dataset root holding the train_split and val_split folders", DATASET)
+    dataset: str = key("imagenet", "dataset type: 'imagenet' = ImageNet-style class folders, 'webdataset' = tar "
+                       "shards from `res2net make-shards`", DATASET, choices=DATASETS)
+    data_dir: str = key("./", "dataset root holding the train_split and val_split folders (webdataset: the shard "
+                        "folder, or a brace pattern / URL of the shards)", DATASET)
     train_split: str = key("train", "training split folder name under data_dir", DATASET)
     val_split: str = key("val", "validation split folder name under data_dir", DATASET)
     dataset_download: bool = key(False, "download the dataset (MindCV: MNIST/CIFAR only)", DATASET,

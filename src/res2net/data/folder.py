@@ -152,6 +152,10 @@ class ImageFolderDataset(Dataset[Sample | None]):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
     def __getitem__(self, key: SampleKey) -> Sample | None:
         index, seed = key if isinstance(key, tuple) else (key, None)
         path, label = self.samples[index]

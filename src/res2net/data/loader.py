@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from res2net.data.folder import collate_skipping
 from res2net.data.sampler import EvalShardSampler, TrainSampler
+from res2net.data.shards import ShardStream
 
 
 def world(distributed: bool, num_replicas: int | None = None, rank: int | None = None) -> tuple[int, int]:
@@ -95,7 +96,12 @@ def build_eval_loader(
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
-    """Point a training loader at ``epoch``, skipping its first ``start_batch`` batches."""
+    """Point a training loader at ``epoch``, skipping its first ``start_batch`` batches (folders)."""
+    if isinstance(loader.dataset, ShardStream):
+        if start_batch:
+            raise ValueError("shard streams restart epochs from their beginning")
+        loader.dataset.set_epoch(epoch)
+        return
     sampler = loader.sampler
     if not isinstance(sampler, TrainSampler):
         raise TypeError("set_epoch needs a loader made by build_loader")

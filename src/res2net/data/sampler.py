@@ -26,6 +26,15 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little") % _SEED_BOUND
 
 
+def sample_positions(total: int, count: int, seed: int) -> list[int]:
+    """``count`` of ``range(total)`` drawn without replacement by a seeded generator, in order
+    (all of them when ``count >= total``)."""
+    if count >= total:
+        return list(range(total))
+    chosen = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count]
+    return sorted(chosen.tolist())
+
+
 class TrainSampler(Sampler[tuple[int, int]]):
     """Training order for one rank, yielding ``(dataset index, augmentation seed)`` pairs.
 

@@ -17,6 +17,7 @@ import torch
 
 from ..data.decode import EncodedImage, ImageDecodeError
 from ..data.folder import IMG_EXTENSIONS
+from ..data.sampler import sample_positions
 from ..errors import UserError
 
 DEFAULT_CALIBRATION_IMAGES = 32
@@ -44,26 +45,29 @@ def image_files(directory: Path, *, what: str) -> list[Path]:
 
 def sample_files(files: Sequence[Path], count: int, seed: int) -> list[Path]:
     """``count`` of ``files`` drawn without replacement by a seeded generator, kept in file order."""
-    if count >= len(files):
-        return list(files)
-    chosen = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:count]
-    return [files[i] for i in sorted(chosen.tolist())]
+    return [files[i] for i in sample_positions(len(files), count, seed)]
 
 
-def load_calibration(
-    files: Sequence[Path], transform: Transform, *, count: int, seed: int, origin: str
-) -> CalibrationSet:
-    """Draw ``count`` of ``files`` (seeded) and preprocess them with ``transform``.
+def describe_sample(chosen: int, total: int, seed: int, origin: str) -> str:
+    """``"32 images (drawn with seed 42 from the 1437) in <origin>"``."""
+    drawn = "all" if chosen == total else f"drawn with seed {seed} from the {total}"
+    return f"{chosen} images ({drawn}) in {origin}"
+
+
+def load_calibration(images: Sequence[Path | EncodedImage], transform: Transform, *, source: str) -> CalibrationSet:
+    """Preprocess calibration ``images`` (files or encoded images) with ``transform``; ``source``
+    says where they came from.
 
     An unreadable image is a UserError naming it: calibrating on fewer images than asked for
     without saying so would change the quantised model silently.
     """
-    chosen = sample_files(files, count, seed)
-    images = []
-    for path in chosen:
+    tensors = []
+    for item in images:
         try:
-            images.append(transform(EncodedImage.read(path)))
+            encoded = item if isinstance(item, EncodedImage) else EncodedImage.read(item)
+            tensors.append(transform(encoded))
         except ImageDecodeError as err:
-            raise UserError(f"calibration image {path} cannot be read: {err}") from None
-    drawn = "all" if len(chosen) == len(files) else f"drawn with seed {seed} from the {len(files)}"
-    return CalibrationSet(torch.stack(images), f"{len(chosen)} images ({drawn}) in {origin}")
+            raise UserError(f"calibration image {getattr(item, 'path', item)} cannot be read: {err}") from None
+    if not tensors:
+        raise UserError(f"no calibration images: {source}")
+    return CalibrationSet(torch.stack(tensors), source)

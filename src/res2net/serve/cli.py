@@ -135,12 +135,12 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
 def calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
     """A seeded sample of up to ``MAX_CALIBRATION_IMAGES`` images of ``directory``, preprocessed as
     served images are."""
-    from ..inference.calibration import image_files, load_calibration
+    from ..inference.calibration import describe_sample, image_files, load_calibration, sample_files
     from ..inference.session import eval_transform
 
     files = image_files(directory, what="--calibration-dir")
-    drawn = load_calibration(
-        files, eval_transform(info), count=MAX_CALIBRATION_IMAGES, seed=CALIBRATION_SEED, origin=str(directory)
-    )
+    chosen = sample_files(files, MAX_CALIBRATION_IMAGES, CALIBRATION_SEED)
+    source = describe_sample(len(chosen), len(files), CALIBRATION_SEED, str(directory))
+    drawn = load_calibration(chosen, eval_transform(info), source=source)
     print(f"int8 calibration: {drawn.source}", flush=True)
     return drawn.images

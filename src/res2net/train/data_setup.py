@@ -2,7 +2,9 @@
 
 The data package takes plain arguments; this module is the one place that knows
 which recipe key feeds which argument (``drop_remainder`` -> ``drop_last``,
-``num_parallel_workers`` -> ``num_workers``, ``cutmix_prob`` -> mixing probability...).
+``num_parallel_workers`` -> ``num_workers``, ``cutmix_prob`` -> mixing probability...),
+and which reader a ``dataset`` value means: image folders or webdataset shards, behind one
+interface (train and eval loaders for this rank, a split's size, a sample of its images).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config
 from ..data import (
+    EncodedImage,
     ImageFolderDataset,
     MixupCutmix,
     build_eval_loader,
@@ -25,39 +28,119 @@ from ..data import (
     check_same_classes,
     set_epoch,
 )
+from ..data.sampler import sample_positions
+from ..data.shards import ShardIndex, ShardStream
 from ..distributed import DistContext
+from ..errors import ConfigError
 
 #: MindCV's create_loader switches between mixup and cutmix with this probability.
 MINDCV_SWITCH_PROB = 0.5
-#: The reader behind each ``dataset`` value (the schema's ``DATASETS`` lists the same names).
-DATASET_READERS: dict[str, type[ImageFolderDataset]] = {"imagenet": ImageFolderDataset}
 
 
-def dataset_reader(cfg: Config) -> type[ImageFolderDataset]:
-    """The dataset class for ``cfg.dataset``."""
-    return DATASET_READERS[cfg.dataset]
-
-
-def eval_dataset(cfg: Config) -> ImageFolderDataset:
-    """The validation split with the recipe's eval preprocessing."""
-    transform = build_eval_transform(
+def eval_transform(cfg: Config) -> Any:
+    """The recipe's eval preprocessing."""
+    return build_eval_transform(
         image_size=cfg.image_resize, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation,
         mean=cfg.mean, std=cfg.std,
     )
-    return dataset_reader(cfg)(cfg.data_dir, cfg.val_split, transform=transform)
 
 
-def eval_loader(cfg: Config, dataset: ImageFolderDataset, ctx: DistContext) -> DataLoader:
-    return build_eval_loader(
-        dataset,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_parallel_workers,
-        distributed=ctx.distributed,
-        pin_memory=ctx.device.type == "cuda",
-        persistent_workers=True,
-        num_replicas=ctx.world_size,
-        rank=ctx.rank,
-    )
+class FolderSource:
+    """``dataset: imagenet``: ImageNet-style class folders ``<data_dir>/<split>/<class>/<image>``."""
+
+    def train(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ImageFolderDataset, DataLoader]:
+        dataset = ImageFolderDataset(
+            cfg.data_dir, cfg.train_split, transform=transform, num_samples=cfg.num_samples, subset_seed=cfg.seed
+        )
+        loader = build_loader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=cfg.shuffle,
+            drop_last=cfg.drop_remainder,
+            num_workers=cfg.num_parallel_workers,
+            distributed=ctx.distributed,
+            seed=cfg.seed,
+            aug_repeats=cfg.aug_repeats,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=True,
+            num_replicas=ctx.world_size,
+            rank=ctx.rank,
+        )
+        return dataset, loader
+
+    def eval(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ImageFolderDataset, DataLoader]:
+        dataset = ImageFolderDataset(cfg.data_dir, cfg.val_split, transform=transform)
+        loader = build_eval_loader(
+            dataset,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_parallel_workers,
+            distributed=ctx.distributed,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=True,
+            num_replicas=ctx.world_size,
+            rank=ctx.rank,
+        )
+        return dataset, loader
+
+    def count(self, cfg: Config, split: str) -> int:
+        return ImageFolderDataset(cfg.data_dir, split, num_samples=cfg.num_samples, subset_seed=cfg.seed).num_samples
+
+    def images(self, cfg: Config, split: str, count: int, seed: int) -> tuple[list[EncodedImage], str]:
+        dataset = ImageFolderDataset(cfg.data_dir, split)
+        chosen = sample_positions(dataset.num_samples, count, seed)
+        return [EncodedImage.read(dataset.samples[i][0]) for i in chosen], f"the {split} split {dataset.root}"
+
+
+class ShardSource:
+    """``dataset: webdataset``: tar shards written by ``res2net make-shards`` (a folder or a brace
+    pattern / URL, see :mod:`res2net.data.shards`)."""
+
+    def _stream(self, cfg: Config, ctx: DistContext, split: str, transform: Any, training: bool) -> ShardStream:
+        if cfg.num_samples is not None or cfg.aug_repeats > 1:
+            raise ConfigError("num_samples and aug_repeats apply to image folders; shards are read whole "
+                              "(write a smaller shard set with res2net make-shards)")
+        return ShardStream(
+            ShardIndex.read(cfg.data_dir), split, transform=transform, batch_size=cfg.batch_size, training=training,
+            shuffle=cfg.shuffle, drop_last=cfg.drop_remainder, seed=cfg.seed, num_replicas=ctx.world_size,
+            rank=ctx.rank,
+        )
+
+    def _loader(self, stream: ShardStream, cfg: Config, ctx: DistContext) -> DataLoader:
+        # Workers are started per epoch (not persistent) so that each gets the epoch's plan.
+        return DataLoader(stream, batch_size=None, num_workers=cfg.num_parallel_workers,
+                          pin_memory=ctx.device.type == "cuda")
+
+    def train(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ShardStream, DataLoader]:
+        stream = self._stream(cfg, ctx, cfg.train_split, transform, training=True)
+        return stream, self._loader(stream, cfg, ctx)
+
+    def eval(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ShardStream, DataLoader]:
+        stream = self._stream(cfg, ctx, cfg.val_split, transform, training=False)
+        return stream, self._loader(stream, cfg, ctx)
+
+    def count(self, cfg: Config, split: str) -> int:
+        return ShardIndex.read(cfg.data_dir).num_samples(split)
+
+    def images(self, cfg: Config, split: str, count: int, seed: int) -> tuple[list[EncodedImage], str]:
+        stream = ShardStream(ShardIndex.read(cfg.data_dir), split, transform=lambda image: image, batch_size=1,
+                             training=False)
+        chosen = sample_positions(stream.num_samples, count, seed)
+        return stream.encoded_samples(chosen), f"the {split} shards in {cfg.data_dir}"
+
+
+DataSource = FolderSource | ShardSource
+#: The reader behind each ``dataset`` value (the schema's ``DATASETS`` lists the same names).
+DATA_SOURCES: dict[str, DataSource] = {"imagenet": FolderSource(), "webdataset": ShardSource()}
+
+
+def data_source(cfg: Config) -> DataSource:
+    """The source for ``cfg.dataset``."""
+    return DATA_SOURCES[cfg.dataset]
+
+
+def eval_data(cfg: Config, ctx: DistContext) -> tuple[ImageFolderDataset | ShardStream, DataLoader]:
+    """The validation split with the recipe's eval preprocessing, and this rank's loader over it."""
+    return data_source(cfg).eval(cfg, ctx, eval_transform(cfg))
 
 
 def without_empty_batches(loader: Iterable[Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,8 +152,8 @@ def without_empty_batches(loader: Iterable[Any]) -> Iterable[tuple[torch.Tensor,
 class TrainData:
     """The run's datasets and loaders, and the batch-level mixing (mixup/cutmix)."""
 
-    train_set: ImageFolderDataset
-    val_set: ImageFolderDataset | None
+    train_set: ImageFolderDataset | ShardStream
+    val_set: ImageFolderDataset | ShardStream | None
     train_loader: DataLoader
     val_loader: DataLoader | None
     mixer: MixupCutmix | None
@@ -82,11 +165,11 @@ class TrainData:
 
     @property
     def num_train(self) -> int:
-        return len(self.train_set)
+        return self.train_set.num_samples
 
     @property
     def num_val(self) -> int:
-        return len(self.val_set) if self.val_set is not None else 0
+        return self.val_set.num_samples if self.val_set is not None else 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -150,28 +233,10 @@ def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
         mean=cfg.mean,
         std=cfg.std,
     )
-    train_set = dataset_reader(cfg)(
-        cfg.data_dir, cfg.train_split, transform=train_transform, num_samples=cfg.num_samples, subset_seed=cfg.seed
-    )
-    val_set = eval_dataset(cfg) if cfg.val_while_train else None
+    train_set, train_loader = data_source(cfg).train(cfg, ctx, train_transform)
+    val_set, val_loader = eval_data(cfg, ctx) if cfg.val_while_train else (None, None)
     if val_set is not None:
         check_same_classes(train_set, val_set)
     num_classes = cfg.num_classes or len(train_set.classes)
-    train_loader = build_loader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=cfg.shuffle,
-        drop_last=cfg.drop_remainder,
-        num_workers=cfg.num_parallel_workers,
-        distributed=ctx.distributed,
-        seed=cfg.seed,
-        aug_repeats=cfg.aug_repeats,
-        pin_memory=ctx.device.type == "cuda",
-        persistent_workers=True,
-        num_replicas=ctx.world_size,
-        rank=ctx.rank,
-    )
     mixer = build_mixer(cfg, num_classes, seed=cfg.seed + ctx.rank)
-    val_loader = eval_loader(cfg, val_set, ctx) if val_set is not None else None
     return TrainData(train_set, val_set, train_loader, val_loader, mixer, num_classes)
-

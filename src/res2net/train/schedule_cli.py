@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..errors import DataError, UserError
-from .data_setup import dataset_reader
+from .data_setup import data_source
 from .schedule import LRSchedule
 
 _EXTRA = "pip install 'res2net[plot]'"
@@ -39,7 +39,7 @@ def add_schedule_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def steps_per_epoch_of(cfg: Config, world_size: int) -> int:
     """Optimizer steps per epoch for the recipe's training split, as the loader counts them."""
     try:
-        samples = len(dataset_reader(cfg)(cfg.data_dir, cfg.train_split, num_samples=cfg.num_samples))
+        samples = data_source(cfg).count(cfg, cfg.train_split)
     except DataError as err:
         raise UserError(f"cannot count the training images ({err}); pass --steps_per_epoch N") from None
     per_step = cfg.batch_size * world_size
