@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ import pytest
 from res2net.data import write_digits_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def res2net_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Caches (downloads, OpenVINO's compiled models and int8 models) go to a folder of the test
+    session, never to the user's ~/.cache; subprocesses inherit it."""
+    home = tmp_path_factory.mktemp("res2net_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RES2NET_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="session")

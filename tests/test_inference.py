@@ -8,6 +8,7 @@ of a fresh model, folding errors (wrong eps, mean or scale) would cancel out uns
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,10 @@ from res2net.inference import (
     optimize_for_inference,
     preprocess_images,
 )
+from res2net.inference import optimize as optimize_module
 from res2net.inference.onnx_runtime import OnnxRuntimeModule
+from res2net.inference.openvino_backend import OpenVinoModule
+from res2net.inference.optimize import BackendFallbackWarning
 from res2net.inference.torch_backend import ChannelsLastModule, cpp_compiler_available
 from res2net.models import build_model, imagenet_label_names
 
@@ -66,19 +70,20 @@ def model(request: pytest.FixtureRequest) -> nn.Module:
 
 
 @pytest.mark.parametrize(("name", "backend", "kind"), [
-    ("res2net50_26w_4s", "auto", OnnxRuntimeModule),
-    ("res2net_dla60", "auto", OnnxRuntimeModule),
+    ("res2net50_26w_4s", "auto", OpenVinoModule),
+    ("res2net_dla60", "auto", OpenVinoModule),
+    ("res2net50_26w_4s", "onnxruntime", OnnxRuntimeModule),
     ("res2net50_26w_4s", "torch", ChannelsLastModule),
 ])
 def test_fp32_matches_eager_at_any_batch_size(name: str, backend: str, kind: type) -> None:
-    """auto means onnxruntime (measured fastest); torch is the fallback without it."""
+    """auto means OpenVINO (measured fastest); onnxruntime and torch are the fallbacks."""
     model = random_model(name)
     before = copy.deepcopy(model.state_dict())
     fast = optimize_for_inference(model, "fp32", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
     assert isinstance(fast, kind)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model must not change"
-    for batch in (1, 3):
+    for batch in (1, 3, 1):
         x = torch.randn(batch, *SMALL)
         out = fast(x)
         assert out.dtype == torch.float32 and out.shape == (batch, 10)
@@ -88,6 +93,44 @@ def test_fp32_matches_eager_at_any_batch_size(name: str, backend: str, kind: typ
     assert relative_error(fast(x), eager(model, x)) < 1e-4
 
 
+def test_openvino_outputs_are_not_overwritten_by_the_next_call() -> None:
+    fast = optimize_for_inference(random_model("res2net50_26w_4s"), "fp32", example_input_size=SMALL)
+    first_input = torch.randn(2, *SMALL)
+    first = fast(first_input)
+    kept = first.clone()
+    fast(torch.randn(2, *SMALL))  # same shape: the same infer request and output buffer
+    assert torch.equal(first, kept)
+
+
+def test_without_openvino_each_precision_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optimize_module, "openvino_available", lambda: False)
+    model = random_model("res2net50_26w_4s")
+    with pytest.warns(BackendFallbackWarning, match=r"OpenVINO is not installed .*fp32 runs in onnxruntime") as notes:
+        fast = optimize_for_inference(model, "fp32", example_input_size=SMALL)
+    assert len(notes) == 1 and isinstance(fast, OnnxRuntimeModule)
+    with pytest.warns(BackendFallbackWarning, match="bf16 runs in torch"):
+        assert isinstance(optimize_for_inference(model, "bf16", example_input_size=SMALL), ChannelsLastModule)
+    with pytest.raises(ValueError, match="OpenVINO"):
+        optimize_for_inference(model, "fp32", example_input_size=SMALL, backend="openvino")
+
+
+def test_bf16_without_cpu_support_says_so_and_runs_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optimize_module, "cpu_has_bf16", lambda: False)
+    model = random_model("res2net50_26w_4s")
+    with pytest.warns(BackendFallbackWarning, match="no bf16 instructions"):
+        fast = optimize_for_inference(model, "bf16", example_input_size=SMALL)
+    assert isinstance(fast, OpenVinoModule) and fast.precision == "fp32"
+    x = torch.randn(2, *SMALL)
+    assert relative_error(fast(x), eager(model, x)) < 1e-4
+
+
+@pytest.mark.parametrize(("backend", "precision"), [("onnxruntime", "bf16"), ("torch", "int8"), ("tensorrt", "fp32")])
+def test_impossible_backends_are_refused(backend: str, precision: str) -> None:
+    with pytest.raises(ValueError, match="backend|onnxruntime|int8"):
+        optimize_for_inference(random_model("res2net50_26w_4s"), precision, backend=backend,  # type: ignore[arg-type]
+                               calibration_images=torch.randn(2, *SMALL), example_input_size=SMALL)
+
+
 def test_fold_batchnorm_keeps_the_module_tree(model: nn.Module) -> None:
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
@@ -95,14 +138,33 @@ def test_fold_batchnorm_keeps_the_module_tree(model: nn.Module) -> None:
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the input model must not change"
 
 
-@pytest.mark.parametrize(("name", "backend", "compiled"), [
-    # Compiling with inductor takes ~30-60 s on 2 cores: marked slow.
-    pytest.param("res2net50_26w_4s", "auto", cpp_compiler_available(), marks=pytest.mark.slow),
-    ("res2net_dla60", "torch", False),
+def test_bf16_through_openvino_is_within_two_percent() -> None:
+    model = random_model("res2net50_26w_4s")
+    fast = optimize_for_inference(model, "bf16", example_input_size=SMALL)
+    assert isinstance(fast, OpenVinoModule) and fast.precision == "bf16"
+    for batch in (3, 2):
+        x = torch.randn(batch, *SMALL)
+        out = fast(x)
+        assert out.dtype == torch.float32 and out.shape == (batch, 10)
+        assert relative_error(out, eager(model, x)) < 0.02
+
+
+@pytest.mark.parametrize(("name", "compiled"), [
+    # The fallback without OpenVINO compiles with inductor (~30-60 s on 2 cores): marked slow.
+    pytest.param("res2net50_26w_4s", cpp_compiler_available(), marks=pytest.mark.slow),
+    ("res2net_dla60", False),
 ])
-def test_bf16_is_folded_channels_last_and_within_two_percent(name: str, backend: str, compiled: bool) -> None:
+def test_torch_bf16_is_folded_channels_last_and_within_two_percent(
+    name: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = "torch"
+    if compiled:  # torch.compile is what auto runs when OpenVINO is missing
+        monkeypatch.setattr(optimize_module, "openvino_available", lambda: False)
+        backend = "auto"
     model = random_model(name)
-    fast = optimize_for_inference(model, "bf16", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BackendFallbackWarning)
+        fast = optimize_for_inference(model, "bf16", example_input_size=SMALL, backend=backend)  # type: ignore[arg-type]
     assert isinstance(fast, ChannelsLastModule) and fast.compiled == compiled
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
@@ -154,12 +216,36 @@ def test_int8_agrees_with_fp32_on_a_separable_problem() -> None:
     test_x, test_y = near_prototypes(prototypes, 12, seed=3)
     reference = eager(model, test_x)
     assert torch.equal(reference.argmax(1), test_y), "the fp32 model itself must separate the clusters"
-    fast = optimize_for_inference(model, "int8", calibration_images=calibration, example_input_size=SMALL)
-    out = fast(test_x)
-    assert out.dtype == torch.float32 and out.shape == (48, 4)
-    assert torch.equal(out.argmax(1), reference.argmax(1))
-    assert relative_error(out, reference) < 0.35
-    assert fast(test_x[:1]).shape == (1, 4)
+    for backend, kind in (("auto", OpenVinoModule), ("onnxruntime", OnnxRuntimeModule)):
+        fast = optimize_for_inference(model, "int8", calibration_images=calibration, example_input_size=SMALL,
+                                      backend=backend)  # type: ignore[arg-type]
+        assert isinstance(fast, kind)
+        out = fast(test_x)
+        assert out.dtype == torch.float32 and out.shape == (48, 4)
+        assert torch.equal(out.argmax(1), reference.argmax(1)), backend
+        assert relative_error(out, reference) < 0.35, backend
+        assert fast(test_x[:1]).shape == (1, 4)
+
+
+def test_int8_quantises_once_per_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """NNCF's result is cached under $RES2NET_HOME: a second process (here: call) reads it back."""
+    import nncf
+
+    monkeypatch.setenv("RES2NET_HOME", str(tmp_path))
+    model = random_model("res2net50_26w_4s", num_classes=4)
+    calibration = torch.randn(8, *SMALL, generator=torch.Generator().manual_seed(0))
+    first = optimize_for_inference(model, "int8", calibration_images=calibration, example_input_size=SMALL)
+    assert len(list((tmp_path / "openvino").glob("int8-*.xml"))) == 1
+
+    def no_quantisation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("quantised again although the result is cached")
+
+    monkeypatch.setattr(nncf, "quantize", no_quantisation)
+    again = optimize_for_inference(model, "int8", calibration_images=calibration, example_input_size=SMALL)
+    x = torch.randn(3, *SMALL)
+    assert torch.equal(first(x), again(x))
+    with pytest.raises(AssertionError, match="quantised again"):  # other images are another model: quantised anew
+        optimize_for_inference(model, "int8", calibration_images=calibration * 2, example_input_size=SMALL)
 
 
 def test_imagenet_class_names_are_the_standard_list() -> None:
@@ -224,3 +310,14 @@ def test_preprocess_images_matches_a_hand_computation() -> None:
     assert batch.shape == (2, 3, 4, 4) and batch.dtype == torch.float32
     assert torch.allclose(batch[0, :, 0, 0], torch.tensor([1.0, -1.0, 0.2]), atol=1e-5)
     assert torch.allclose(batch[1, :, 0, 0], torch.tensor([-1.0, -1.0, 0.0]), atol=1e-5)
+
+
+def test_openvino_compiles_two_batch_sizes_statically_and_shares_one_model_for_the_rest() -> None:
+    """Every compiled model holds a copy of the weights: serving's many batch sizes must not each get one."""
+    model = random_model("res2net50_26w_4s")
+    fast = optimize_for_inference(model, "fp32", example_input_size=SMALL)
+    assert isinstance(fast, OpenVinoModule)
+    for batch in (1, 4, 2, 7, 1, 4):
+        x = torch.randn(batch, *SMALL)
+        assert relative_error(fast(x), eager(model, x)) < 1e-4
+    assert sorted(shape[0] for shape in fast._static) == [1, 4] and list(fast._dynamic) == [SMALL]

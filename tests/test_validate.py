@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ from res2net.config import Config, load_config
 from res2net.data import EncodedImage, ImageFolderDataset, build_eval_transform
 from res2net.errors import DataError
 from res2net.evaluate import EvalResult
+from res2net.inference import optimize as optimize_module
 from res2net.inference.calibration import sample_files
+from res2net.inference.openvino_backend import OpenVinoModule
+from res2net.inference.optimize import BackendFallbackWarning
 from res2net.inference.torch_backend import cpp_compiler_available
 from res2net.models import build_model
 from res2net.validation import validate
@@ -160,29 +164,43 @@ def test_int8_calibration_never_uses_the_scored_images(digits_dir: Path, tmp_pat
         validation.calibration_set(cfg_of("--train_split", "missing"), transform)
 
 
-def test_validate_bf16_compiles_before_the_timed_loop(
-    checkpoint: Path, tiny_digits_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("openvino", [True, False])
+def test_validate_compiles_before_the_timed_loop(
+    checkpoint: Path, tiny_digits_dir: Path, monkeypatch: pytest.MonkeyPatch, openvino: bool
 ) -> None:
-    """img/s must not include inductor's 15-45 s compilation: the graph exists before evaluate
-    starts, and evaluate compiles nothing."""
-    graphs_around_evaluate: list[tuple[int, int]] = []
+    """img/s must not include compilation (OpenVINO's per shape, or inductor's 15-45 s when
+    OpenVINO is missing): the batch's shape is compiled before evaluate starts, and evaluate
+    compiles nothing."""
+    if not openvino:
+        monkeypatch.setattr(optimize_module, "openvino_available", lambda: False)
+    compiled_around_evaluate: list[tuple[object, object]] = []
     real_evaluate = validation.evaluate
 
+    def state(model: torch.nn.Module) -> object:
+        inner = getattr(model, "inner", model)
+        if isinstance(inner, OpenVinoModule):
+            return sorted(inner._static) + sorted(inner._dynamic)
+        return counters["stats"]["unique_graphs"]
+
     def recording_evaluate(model: torch.nn.Module, *args: object, **kwargs: object) -> EvalResult:
-        before = counters["stats"]["unique_graphs"]
+        before = state(model)
         result = real_evaluate(model, *args, **kwargs)
-        graphs_around_evaluate.append((before, counters["stats"]["unique_graphs"]))
+        compiled_around_evaluate.append((before, state(model)))
         return result
 
     monkeypatch.setattr(validation, "evaluate", recording_evaluate)
     args = ["-c", str(DEMO_RECIPE), "--data_dir", str(tiny_digits_dir), "--image_resize", "16",
-            "--ckpt_path", str(checkpoint), "--batch_size", "8"]
+            "--ckpt_path", str(checkpoint), "--batch_size", "10"]
     eager = validate(load_config(args, purpose="validate"))
     torch._dynamo.reset()  # graphs compiled by earlier tests for the same shapes would be reused
     graphs_before = counters["stats"]["unique_graphs"]
-    bf16 = validate(load_config([*args, "--precision", "bf16"], purpose="validate"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BackendFallbackWarning)
+        bf16 = validate(load_config([*args, "--precision", "bf16"], purpose="validate"))
     assert bf16.num_samples == 30 and bf16.loss == pytest.approx(eager.loss, rel=0.05)
-    if cpp_compiler_available():
-        at_start, at_end = graphs_around_evaluate[-1]
+    at_start, at_end = compiled_around_evaluate[-1]
+    assert at_end == at_start, "evaluate compiled inside the timed loop"
+    if openvino:
+        assert at_start == [(10, 3, 16, 16)]  # the loader's batch, compiled before the loop
+    elif cpp_compiler_available():
         assert at_start > graphs_before, "bf16 was not compiled before the timed loop"
-        assert at_end == at_start, "evaluate compiled a graph inside the timed loop"

@@ -72,11 +72,12 @@ def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, transform: Tr
         if ctx.is_main:
             print(f"int8 calibration: {drawn.source}")
         calibration = drawn.images
-    optimized = optimize_for_inference(model, precision=cfg.precision, calibration_images=calibration)
-    if cfg.precision == "bf16":
-        # bf16 compiles on its first batch (15-45 s); do that here, outside the timed loop, so
-        # img/s reports throughput. A batch of two builds the graph every larger batch shares.
-        optimized(torch.zeros(2, cfg.in_channels, cfg.image_resize, cfg.image_resize))
+    size = (cfg.in_channels, cfg.image_resize, cfg.image_resize)
+    optimized = optimize_for_inference(model, precision=cfg.precision, calibration_images=calibration,
+                                       example_input_size=size)
+    # Backends compile on a shape's first batch (OpenVINO ~0.3 s, torch.compile 15-45 s): do
+    # that here for the loader's batch size, outside the timed loop, so img/s is throughput.
+    optimized(torch.zeros(cfg.batch_size, *size))
     return optimized
 
 

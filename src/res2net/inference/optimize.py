@@ -1,32 +1,31 @@
-"""``optimize_for_inference``: the fastest way this package knows to run a model on CPU.
+"""``optimize_for_inference``: the fastest way this package knows to run a model on a CPU.
 
-Every precision starts the same way: BatchNorm is folded into the convolutions
-(:mod:`.fold`). The backend per precision was chosen by measurement on the 2-core
-AVX-512-bf16/AMX development machine, Res2Net-50, batch 16, 224x224, in one process:
+Every precision starts from the BatchNorm-folded model (:mod:`.fold`) exported to ONNX. The
+backend per precision was chosen by measurement: 2-core AMD EPYC with AVX-512 (bf16, VNNI),
+Res2Net-50 224x224, one process, contenders interleaved, medians (``python
+benchmarks/bench_inference.py``):
 
-* fp32 -> onnxruntime: 28 img/s on a quiet machine, against 17 for eager oneDNN
-  channels_last, 17 for TorchScript freeze + optimize_for_inference and 25 for
-  ``torch.compile`` (inductor C++, with freezing), which also costs ~50 s of compilation
-  per input shape;
-* bf16 -> ``torch.compile`` (inductor C++ backend, frozen weights) of the bf16,
-  channels_last model: 1.3-2x eager oneDNN bf16 in interleaved runs (eager itself beat
-  autocast by 1.4x, which re-casts every weight on every call), for ~15-45 s of
-  compilation on first use and again for the first batch of one; eager oneDNN bf16 when
-  no C++ compiler is installed. onnxruntime has no bf16 CPU convolutions;
-* int8 -> onnxruntime static quantisation (QLinearConv, per-channel weights), calibrated
-  on the caller's images: ~2.9x our onnxruntime fp32 path in interleaved runs. PyTorch's
-  FX int8 (x86 backend) took ~90 s to prepare and ran at roughly half onnxruntime int8's
-  speed; PT2E/X86InductorQuantizer is not in this torch build (it moved to torchao).
+* fp32 -> OpenVINO (static shape, one stream): at batch 16 37-39 img/s against onnxruntime's
+  33 and eager oneDNN channels_last's ~25; at batch 1 43 img/s;
+* bf16 -> OpenVINO with the bf16 precision hint: 70-75 img/s at batch 16 and ~79 at batch 1,
+  against 55 and 12-33 for ``torch.compile`` (inductor, frozen bf16 weights), which also waited
+  ~30 s to compile; onnxruntime has no bf16 CPU convolutions;
+* int8 -> OpenVINO running NNCF's post-training quantisation (calibrated on the caller's
+  images): ~138 img/s at batch 16 and ~127 at batch 1, against onnxruntime static
+  quantisation's ~111 at batch 16.
 
-Figures other than the interleaved ones were taken while other jobs shared the two
-cores; ``benchmarks/bench_inference.py`` reproduces the comparison with the baselines.
-Whatever the backend, the result takes float32 NCHW images of any batch size (and any
-spatial size the network accepts) and returns float32 logits.
+OpenVINO compiles a shape in ~0.3 s and NNCF quantises in ~6 s, both cached on disk (see
+:mod:`.openvino_backend`). Without OpenVINO (the ``openvino`` extra) each precision falls back,
+with one note, to the previous best: onnxruntime for fp32 and int8, ``torch.compile`` bf16 (eager
+bf16 without a C++ compiler). On a CPU without bf16 instructions, bf16 says so once and runs
+in float32. Whatever the backend, the result takes float32 NCHW images of any batch size (and
+any spatial size the network accepts) and returns float32 logits.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from typing import Literal
 
 import torch
@@ -34,11 +33,17 @@ from torch import nn
 
 from .fold import fold_batchnorm
 from .onnx_runtime import OnnxRuntimeModule, onnx_bytes, quantize_int8, require_onnxruntime
+from .openvino_backend import OPENVINO_EXTRA, OpenVinoModule, cpu_has_bf16, openvino_available, quantize_int8_openvino
 from .torch_backend import ChannelsLastModule, cpp_compiler_available
 
 Precision = Literal["fp32", "bf16", "int8"]
-Backend = Literal["auto", "onnxruntime", "torch"]
+Backend = Literal["auto", "openvino", "onnxruntime", "torch"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+BACKENDS: tuple[str, ...] = ("auto", "openvino", "onnxruntime", "torch")
+
+
+class BackendFallbackWarning(UserWarning):
+    """The fastest backend for a precision is not usable here; a slower one runs instead."""
 
 
 def _onnxruntime_available() -> bool:
@@ -59,6 +64,32 @@ def _check_calibration(images: torch.Tensor | None, example_input_size: tuple[in
     return images.detach().to(torch.float32).cpu()
 
 
+def choose_backend(precision: Precision, backend: Backend = "auto") -> str:
+    """The backend that will run ``precision`` here: ``backend`` if given (it must be usable),
+    else the measured fastest that is installed, with one note when that is not OpenVINO."""
+    if backend == "openvino" and not openvino_available():
+        raise ValueError(f"backend 'openvino' needs OpenVINO: {OPENVINO_EXTRA}")
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise ValueError("onnxruntime has no bf16 CPU kernels; use backend 'openvino' or 'torch'")
+        require_onnxruntime()
+    if backend == "torch" and precision == "int8":
+        raise ValueError("int8 runs in OpenVINO or onnxruntime; backend 'torch' has fp32 and bf16")
+    if backend != "auto":
+        return backend
+    if openvino_available():
+        return "openvino"
+    fallback = "torch" if precision == "bf16" or not _onnxruntime_available() else "onnxruntime"
+    if precision == "int8":
+        require_onnxruntime()
+    warnings.warn(
+        f"OpenVINO is not installed ({OPENVINO_EXTRA}): {precision} runs in {fallback}, which measured slower",
+        BackendFallbackWarning,
+        stacklevel=3,
+    )
+    return fallback
+
+
 def optimize_for_inference(
     model: nn.Module,
     precision: Precision = "fp32",
@@ -72,31 +103,38 @@ def optimize_for_inference(
     Args:
         model: a classifier as :func:`res2net.create_model` makes it (any family member,
             any number of classes); it is copied, not modified.
-        precision: ``fp32`` (logits match the eager model to ~1e-6), ``bf16`` (~0.5%
-            relative) or ``int8`` (post-training static quantisation).
+        precision: ``fp32`` (logits match the eager model to ~1e-6), ``bf16`` (~1% relative)
+            or ``int8`` (post-training static quantisation).
         calibration_images: int8 only, required: preprocessed float32 ``(N, 3, H, W)``
             images whose activation ranges set the quantisation scales.
-        example_input_size: ``(C, H, W)`` used to trace the graph for ONNX; the result
+        example_input_size: ``(C, H, W)`` used to trace the graph for export; the result
             still accepts other batch and spatial sizes.
-        backend: ``auto`` picks the measured fastest (above); ``torch`` forces eager
-            oneDNN for fp32 and bf16 (no onnxruntime needed, no compilation wait);
-            ``onnxruntime`` forces onnxruntime for fp32. int8 always runs in
-            onnxruntime.
+        backend: ``auto`` picks the measured fastest installed backend (above); ``openvino``,
+            ``onnxruntime`` (fp32, int8) or ``torch`` (fp32, bf16: eager oneDNN, no compile
+            wait) force one.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if backend not in ("auto", "onnxruntime", "torch"):
-        raise ValueError(f"backend must be auto, onnxruntime or torch, got {backend!r}")
-    if precision == "int8":
-        images = _check_calibration(calibration_images, example_input_size)
-        require_onnxruntime()
-        float_graph = onnx_bytes(fold_batchnorm(model), example_input_size)
-        return OnnxRuntimeModule(quantize_int8(float_graph, images), precision="int8")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    images = _check_calibration(calibration_images, example_input_size) if precision == "int8" else None
+    chosen = choose_backend(precision, backend)
     folded = fold_batchnorm(model)
-    if precision == "bf16":
-        return ChannelsLastModule(folded, torch.bfloat16, compile_model=backend != "torch" and cpp_compiler_available())
-    use_onnxruntime = backend == "onnxruntime" or (backend == "auto" and _onnxruntime_available())
-    if use_onnxruntime:
-        require_onnxruntime()
-        return OnnxRuntimeModule(onnx_bytes(folded, example_input_size), precision="fp32")
-    return ChannelsLastModule(folded, torch.float32, compile_model=False)
+    if chosen == "torch":
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        compile_model = precision == "bf16" and backend == "auto" and cpp_compiler_available()
+        return ChannelsLastModule(folded, dtype, compile_model=compile_model)
+    graph = onnx_bytes(folded, example_input_size)
+    if chosen == "onnxruntime":
+        if precision == "int8":
+            assert images is not None
+            return OnnxRuntimeModule(quantize_int8(graph, images), precision="int8")
+        return OnnxRuntimeModule(graph, precision="fp32")
+    if precision == "int8":
+        assert images is not None
+        return OpenVinoModule(quantize_int8_openvino(graph, images), precision="int8")
+    if precision == "bf16" and not cpu_has_bf16():
+        warnings.warn("this CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 runs in float32",
+                      BackendFallbackWarning, stacklevel=2)
+        return OpenVinoModule(graph, precision="fp32")
+    return OpenVinoModule(graph, precision=precision)
