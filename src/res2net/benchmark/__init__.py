@@ -5,7 +5,7 @@ outside reference, is needed only when a benchmark runs (the ``bench`` extra).
 """
 
 from .cli import add_benchmark_parser, run_benchmark
-from .contenders import inference_contenders, randomise_batchnorm, require_timm, train_step, train_step_contenders
+from .contenders import inference_contenders, randomise_batchnorm, require_timm, train_step_contenders
 from .timing import Contenders, Timing, format_table, interleaved, peak_rss_mib
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "randomise_batchnorm",
     "require_timm",
     "run_benchmark",
-    "train_step",
     "train_step_contenders",
 ]

@@ -1,47 +1,90 @@
-"""``res2net benchmark``: train-step and inference speed against timm / onnxruntime, in one process."""
+"""``res2net benchmark``: train-step and inference speed against timm, OpenVINO and onnxruntime.
+
+Every table is one interleaved run in one process (see :mod:`.timing`). ``--json`` prints one
+JSON object instead, with every contender's img/s and its ratio to the reference contender,
+for scripts to read.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+from typing import Any
 
 import torch
 
-from .contenders import inference_contenders, train_step_contenders
-from .timing import format_table, interleaved, peak_rss_mib
+from .contenders import OPENVINO, OURS, TIMM_NCHW, TIMM_TRAIN, inference_contenders, train_step_contenders
+from .timing import Timing, format_table, interleaved, peak_rss_mib
 
 
 def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "benchmark",
-        help="measure train-step and inference speed against timm / onnxruntime in one process",
+        help="measure train-step and inference speed against timm / OpenVINO / onnxruntime in one process",
         description="Interleaved side-by-side timings (medians, ratios, peak RSS).",
     )
     parser.add_argument("--model", default="res2net50_26w_4s", help="our model name")
     parser.add_argument("--timm-model", default="res2net50_26w_4s", help="timm's name for the same network")
     parser.add_argument("--what", choices=("train", "inference", "all"), default="all")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[16], help="batch sizes (default 16)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with every figure and ratio")
     return parser
+
+
+def _summary(timings: list[Timing], reference: str) -> dict[str, Any]:
+    base = next(t.per_second for t in timings if t.name == reference)
+    return {
+        "img_per_s": {t.name: round(t.per_second, 3) for t in timings},
+        "ratio_to": reference,
+        "ratios": {t.name: round(t.per_second / base, 3) for t in timings},
+        "seconds_per_round": {t.name: [round(s, 4) for s in t.seconds] for t in timings},
+    }
+
+
+def inference_summary(timings: list[Timing]) -> dict[str, Any]:
+    """Ratios to OpenVINO fp32 (timm NCHW without OpenVINO), and ours over OpenVINO per precision."""
+    names = {t.name for t in timings}
+    reference = OPENVINO.format("fp32") if OPENVINO.format("fp32") in names else TIMM_NCHW
+    summary = _summary(timings, reference)
+    rates = summary["img_per_s"]
+    summary["ours_over_openvino"] = {
+        p: round(rates[OURS.format(p)] / rates[OPENVINO.format(p)], 3)
+        for p in ("fp32", "bf16", "int8")
+        if OPENVINO.format(p) in rates
+    }
+    return summary
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    header = (f"{args.model} vs timm {args.timm_model}, batch {args.batch_size}, {args.image_size}px, "
-              f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds, medians")
-    print(header)
-    if args.what in ("train", "all"):
-        for label, dtype in (("fp32", None), ("bf16 autocast", "bfloat16")):
-            contenders = train_step_contenders(args.model, args.timm_model, args.batch_size, args.image_size, dtype)
-            timings = interleaved(contenders, rounds=args.rounds, items=args.batch_size)
-            print(format_table(f"train step, {label}, channels_last:", timings))
-    if args.what in ("inference", "all"):
-        calibration = torch.randn(32, 3, args.image_size, args.image_size)
-        contenders = inference_contenders(args.model, args.timm_model, args.batch_size, args.image_size, calibration)
-        timings = interleaved(contenders, rounds=args.rounds, items=args.batch_size)
-        print(format_table("inference:", timings))
-    print(f"peak RSS: {peak_rss_mib():.0f} MiB", file=sys.stdout)
+    results: dict[str, Any] = {"model": args.model, "timm_model": args.timm_model, "image_size": args.image_size,
+                               "threads": torch.get_num_threads(), "rounds": args.rounds}
+    if not args.json:
+        print(f"{args.model} vs timm {args.timm_model}, {args.image_size}px, {torch.get_num_threads()} threads, "
+              f"{args.rounds} interleaved rounds, medians")
+    for batch in args.batch_size:
+        if args.what in ("train", "all"):
+            for label, dtype in (("fp32", None), ("bf16", "bfloat16")):
+                contenders = train_step_contenders(args.model, args.timm_model, batch, args.image_size, dtype)
+                timings = interleaved(contenders, rounds=args.rounds, items=batch)
+                results.setdefault("train", {}).setdefault(str(batch), {})[label] = _summary(timings, TIMM_TRAIN)
+                if not args.json:
+                    print(format_table(f"train step, batch {batch}, {label}:", timings))
+        if args.what in ("inference", "all"):
+            calibration = torch.randn(32, 3, args.image_size, args.image_size,
+                                      generator=torch.Generator().manual_seed(1))
+            contenders = inference_contenders(args.model, args.timm_model, batch, args.image_size, calibration)
+            timings = interleaved(contenders, rounds=args.rounds, items=batch)
+            results.setdefault("inference", {})[str(batch)] = inference_summary(timings)
+            if not args.json:
+                print(format_table(f"inference, batch {batch}:", timings))
+    results["peak_rss_mib"] = round(peak_rss_mib())
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"peak RSS: {results['peak_rss_mib']} MiB")
     return 0
