@@ -22,6 +22,7 @@ activations, ranges from the caller's calibration images).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -58,9 +59,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RES2NET_HOME") or "~/.cache/res2net").expanduser() / "openvino"
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one OpenVINO ``Core``, with the compiled-model cache under :func:`cache_dir`.
+
+    One for the whole process, never released before exit: compiled models and their infer
+    requests must not outlive the Core they came from, and modules are freed by the garbage
+    collector in no particular order.
+    """
+    core = _openvino().Core()
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    core.set_property({"CACHE_DIR": str(cache)})
+    return core
+
+
 def cpu_has_bf16() -> bool:
     """Whether OpenVINO's CPU plugin can compute in bf16 here (AVX512-BF16 or AMX)."""
-    return "BF16" in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoModule(nn.Module):
@@ -72,14 +88,10 @@ class OpenVinoModule(nn.Module):
 
     def __init__(self, model: bytes | Any, *, precision: str, threads: int | None = None) -> None:
         super().__init__()
-        ov = _openvino()
         self.precision = precision
         self.threads = threads or torch.get_num_threads()
-        self._core = ov.Core()
-        cache = cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
-        self._core.set_property({"CACHE_DIR": str(cache)})
-        self._model = self._core.read_model(model) if isinstance(model, bytes) else model
+        core = openvino_core()
+        self._model = core.read_model(model) if isinstance(model, bytes) else model
         self._static: dict[tuple[int, ...], Any] = {}
         self._dynamic: dict[tuple[int, ...], Any] = {}
 
@@ -91,21 +103,23 @@ class OpenVinoModule(nn.Module):
             "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
         }
 
-    def _compile(self, shape: list[int]) -> Any:
+    def _compile(self, shape: list[int]) -> tuple[Any, Any]:
+        """(compiled model, its infer request): the request is used, the model kept alive beside it."""
         model = self._model.clone()
         model.reshape({model.inputs[0]: shape})
-        return self._core.compile_model(model, "CPU", self._config()).create_infer_request()
+        compiled = openvino_core().compile_model(model, "CPU", self._config())
+        return compiled, compiled.create_infer_request()
 
     def _request(self, shape: tuple[int, ...]) -> Any:
         if shape in self._static:
-            return self._static[shape]
+            return self._static[shape][1]
         image = shape[1:]
         if sum(1 for known in self._static if known[1:] == image) < STATIC_BATCH_SIZES:
             self._static[shape] = self._compile(list(shape))
-            return self._static[shape]
+            return self._static[shape][1]
         if image not in self._dynamic:
             self._dynamic[image] = self._compile([-1, *image])
-        return self._dynamic[image]
+        return self._dynamic[image][1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().to(torch.float32).cpu().numpy())
@@ -134,7 +148,7 @@ def quantize_int8_openvino(float_model: bytes, calibration_images: torch.Tensor)
                  ov.__version__.encode()):
         digest.update(part)
     target = cache_dir() / f"int8-{digest.hexdigest()[:24]}.xml"
-    core = ov.Core()
+    core = openvino_core()
     if target.is_file() and target.with_suffix(".bin").is_file():
         return core.read_model(target)
     nncf.set_log_level(logging.ERROR)
