@@ -305,7 +305,7 @@ def test_calibration_images_are_a_seeded_sample_and_a_bad_one_is_named(
         Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"{index}.png")
     in_order = [Image.open(tmp_path / f"{index}.png").convert("RGB") for index in range(3)]
     torch.testing.assert_close(serve_cli.calibration_images(tmp_path, info), preprocess_images(in_order, info))
-    assert f"int8 calibration: 3 images (all) in {tmp_path}" in capsys.readouterr().out
+    assert f"int8 calibration: 3 images (all) in {tmp_path}" in capsys.readouterr().err
 
     (tmp_path / "3.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match=r"calibration image .*3\.png cannot be read"):

@@ -8,6 +8,7 @@ onnxruntime) is not installed; ``run_serve`` says what to install instead.
 from __future__ import annotations
 
 import argparse
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,5 +143,5 @@ def calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:
     chosen = sample_files(files, MAX_CALIBRATION_IMAGES, CALIBRATION_SEED)
     source = describe_sample(len(chosen), len(files), CALIBRATION_SEED, str(directory))
     drawn = load_calibration(chosen, eval_transform(info), source=source)
-    print(f"int8 calibration: {drawn.source}", flush=True)
+    print(f"int8 calibration: {drawn.source}", file=sys.stderr, flush=True)
     return drawn.images
