@@ -42,8 +42,9 @@ OUR_RECIPES = {
     "res2net_152_v1b": "res2net_101_v1b_ascend.yaml",
 }
 # Not hyper-parameters: where checkpoints go (ours: one folder per recipe), the model (which differs
-# for the 152 recipes by design), and the fp16 loss-scale policy (ours grows back after an overflow).
-NOT_COMPARED = {"config", "ckpt_save_dir", "model", "loss_scale_type"}
+# for the 152 recipes by design), the fp16 loss-scale policy (ours grows back after an overflow) and
+# torch.compile (ours: on, for runs of hours).
+NOT_COMPARED = {"config", "ckpt_save_dir", "model", "loss_scale_type", "compile"}
 
 # MindCV 0.3.0 config.py: every key with its default (model excepted: ours defaults to res2net50).
 MINDCV_DEFAULTS: dict[str, Any] = {
@@ -155,7 +156,7 @@ def test_our_recipe_has_the_values_behind_the_published_number(recipe: str) -> N
         assert ours[key] == theirs[key], key
     assert ours["model"] == recipe.replace("res2net_", "res2net")
     assert ours["ckpt_save_dir"] == f"./runs/{recipe}"
-    assert ours["loss_scale_type"] == "dynamic"
+    assert ours["loss_scale_type"] == "dynamic" and ours["compile"] is True
 
 
 @pytest.mark.parametrize("recipe", sorted(OUR_RECIPES))

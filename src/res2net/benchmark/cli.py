@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 import torch
 
-from .contenders import OPENVINO, OURS, TIMM_NCHW, TIMM_TRAIN, inference_contenders, train_step_contenders
+from .contenders import (
+    OPENVINO,
+    OURS,
+    OURS_TRAIN_COMPILED,
+    TIMM_NCHW,
+    TIMM_TRAIN,
+    inference_contenders,
+    train_step_contenders,
+)
 from .timing import Timing, format_table, interleaved, peak_rss_mib
 
 
@@ -30,6 +39,7 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="train: also time ours under torch.compile")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every figure and ratio")
     return parser
 
@@ -69,9 +79,20 @@ def run_benchmark(args: argparse.Namespace) -> int:
     for batch in args.batch_size:
         if args.what in ("train", "all"):
             for label, dtype in (("fp32", None), ("bf16", "bfloat16")):
-                contenders = train_step_contenders(args.model, args.timm_model, batch, args.image_size, dtype)
+                contenders = train_step_contenders(args.model, args.timm_model, batch, args.image_size, dtype,
+                                                   compiled=args.compile)
+                compile_seconds = None
+                if args.compile:
+                    started = time.perf_counter()
+                    contenders[OURS_TRAIN_COMPILED]()  # compilation happens in the first steps
+                    contenders[OURS_TRAIN_COMPILED]()
+                    compile_seconds = round(time.perf_counter() - started, 1)
                 timings = interleaved(contenders, rounds=args.rounds, items=batch)
-                results.setdefault("train", {}).setdefault(str(batch), {})[label] = _summary(timings, TIMM_TRAIN)
+                summary = _summary(timings, TIMM_TRAIN)
+                summary["compile_warmup_seconds"] = compile_seconds
+                results.setdefault("train", {}).setdefault(str(batch), {})[label] = summary
+                if compile_seconds is not None and not args.json:
+                    print(f"torch.compile warm-up (first two steps): {compile_seconds} s")
                 if not args.json:
                     print(format_table(f"train step, batch {batch}, {label}:", timings))
         if args.what in ("inference", "all"):

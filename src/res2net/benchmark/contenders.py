@@ -58,17 +58,20 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
 TIMM_TRAIN = "timm, as its train.py runs it"
 TIMM_TRAIN_MATCHED = "timm model in our loop"
 OURS_TRAIN = "ours, as our train.py runs it"
+OURS_TRAIN_COMPILED = "ours with compile: True"
 
 
 def _our_train_step(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: str | None
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: str | None, compiled: bool = False
 ) -> Callable[[], None]:
     """Our Trainer's step: the recipe's optimizer (fused momentum SGD), StepRunner's numerics
-    (loss in float32, the NaN guard's gradient-norm check)."""
+    (loss in float32, the NaN guard's gradient-norm check); ``compiled`` wraps the model in
+    torch.compile as ``compile: True`` does."""
     cfg = load_config(["--opt", "momentum", "--lr", "0.01", "--momentum", "0.9", "--weight_decay", "1e-4"],
                       purpose="train")
     optimizer = build_optimizer(model, cfg)
-    runner = StepRunner(model, optimizer, torch.amp.GradScaler(images.device.type, enabled=False),
+    forward = torch.compile(model) if compiled else model
+    runner = StepRunner(forward, optimizer, torch.amp.GradScaler(images.device.type, enabled=False),
                         device=images.device, amp_dtype=dtype, loss_kind="CE", label_smoothing=0.0,
                         accumulation_steps=1, clip_norm=None)
     model.train()
@@ -81,7 +84,8 @@ def _our_train_step(
 
 
 def train_step_contenders(
-    model_name: str, timm_name: str, batch: int, size: int, dtype: str | None, device: str = "cpu"
+    model_name: str, timm_name: str, batch: int, size: int, dtype: str | None, device: str = "cpu",
+    compiled: bool = False,
 ) -> Contenders:
     """One training step three ways, same weights and batch:
 
@@ -89,7 +93,8 @@ def train_step_contenders(
       norms and biases, PyTorch's default kernels) on NCHW tensors (``--channels-last`` is off
       by default), under autocast;
     - timm's model in our loop (channels_last, our optimizer and step): the model alone;
-    - ours as our ``train.py`` runs it: channels_last, fused momentum SGD, StepRunner.
+    - ours as our ``train.py`` runs it: channels_last, fused momentum SGD, StepRunner;
+    - with ``compiled``, ours again under ``torch.compile`` (its compilation is timed separately).
     """
     timm = require_timm()
     torch.manual_seed(0)
@@ -101,7 +106,9 @@ def train_step_contenders(
     images = torch.randn(batch, 3, size, size, device=device)
     images_cl = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 1000, (batch,), device=device)
-    timm_optimizer = timm.optim.create_optimizer_v2(reference, "momentum", lr=0.01, weight_decay=1e-4, momentum=0.9)
+    timm_optimizer = importlib.import_module("timm.optim").create_optimizer_v2(
+        reference, "momentum", lr=0.01, weight_decay=1e-4, momentum=0.9
+    )
     reference.train()
 
     def timm_step() -> None:
@@ -111,11 +118,15 @@ def train_step_contenders(
         timm_optimizer.step()
         timm_optimizer.zero_grad(set_to_none=True)
 
-    return {
+    contenders = {
         TIMM_TRAIN: timm_step,
         TIMM_TRAIN_MATCHED: _our_train_step(matched, images_cl, targets, dtype),
         OURS_TRAIN: _our_train_step(ours, images_cl, targets, dtype),
     }
+    if compiled:
+        twin = copy.deepcopy(ours)
+        contenders[OURS_TRAIN_COMPILED] = _our_train_step(twin, images_cl, targets, dtype, compiled=True)
+    return contenders
 
 
 TIMM_NCHW = "timm eager fp32 NCHW"
