@@ -5,8 +5,9 @@ filled shapes, seeded) to a temporary folder, then times, in one process with on
 one DataLoader worker gets), a full pass over the folder through
 
 * ours: ``ImageFolderDataset`` + ``build_train_transform`` (fast decode+crop, fused jitter/normalise)
-* ours from shards: the same JPEGs as webdataset shards (``res2net make-shards``) through
-  ``ShardStream`` (tar reading, shuffle buffer and batching included)
+* the same, batched: our folder loader (sampler, per-sample seeds, collation) against the same
+  JPEGs as webdataset shards (``res2net make-shards``) through ``ShardStream`` (tar reading,
+  shuffle buffer, collation)
 * timm: ``timm.data.ImageDataset`` + ``timm.data.create_transform(224, is_training=True, ...)``
 
 with the MindCV Res2Net recipe's augmentation (RandomResizedCrop 0.08-1, ratio 3/4-4/3, bilinear,
@@ -23,13 +24,14 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from res2net.data import ImageFolderDataset, build_train_transform
+from res2net.data import ImageFolderDataset, build_loader, build_train_transform
 from res2net.data.shards import ShardIndex, ShardStream, write_shards
 
 RECIPE = dict(
@@ -72,11 +74,12 @@ def images_per_second(dataset, seeded: bool) -> float:
     return len(dataset) / (time.perf_counter() - start)
 
 
-def shard_images_per_second(stream: ShardStream) -> float:
-    """One pass over a shard stream in this process (what one DataLoader worker does)."""
+def batches_per_second(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """One pass over batches produced in this process (what one DataLoader worker does,
+    collation included)."""
     start = time.perf_counter()
     count = 0
-    for images, _ in stream:
+    for images, _ in batches:
         assert images.shape[1:] == (3, 224, 224)
         count += images.shape[0]
     return count / (time.perf_counter() - start)
@@ -103,13 +106,16 @@ def main() -> None:
         write_shards(root, root / "shards", shard_size=50, splits=("train",))
         stream = ShardStream(ShardIndex.read(str(root / "shards")), "train", batch_size=20, training=True,
                              transform=build_train_transform(image_size=224, **RECIPE))
+        folder_loader = build_loader(ours, batch_size=20, shuffle=True, drop_last=True, num_workers=0,
+                                     distributed=False, seed=0)
         images_per_second(ours, True), images_per_second(theirs, False)  # warm-up: page cache, lazy imports
-        shard_images_per_second(stream)
-        rates: dict[str, list[float]] = {"res2net.data": [], "res2net shards": [], "timm": []}
+        batches_per_second(stream), batches_per_second(folder_loader)
+        rates: dict[str, list[float]] = {"res2net.data": [], "timm": [], "folder batches": [], "shard batches": []}
         for _ in range(args.rounds):
             rates["res2net.data"].append(images_per_second(ours, True))
-            rates["res2net shards"].append(shard_images_per_second(stream))
             rates["timm"].append(images_per_second(theirs, False))
+            rates["folder batches"].append(batches_per_second(folder_loader))
+            rates["shard batches"].append(batches_per_second(stream))
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"{args.images} JPEGs 500x375, train transform to 224, 1 thread, {args.rounds} interleaved rounds")
@@ -118,8 +124,8 @@ def main() -> None:
         print(f"{name:<16}{statistics.median(values):>14.1f}{min(values):>10.1f}{max(values):>10.1f}")
     ratio = statistics.median(rates["res2net.data"]) / statistics.median(rates["timm"])
     print(f"ratio (ours / timm, medians): {ratio:.2f}x")
-    shard_ratio = statistics.median(rates["res2net shards"]) / statistics.median(rates["res2net.data"])
-    print(f"ratio (shards / folder, medians): {shard_ratio:.2f}x")
+    shard_ratio = statistics.median(rates["shard batches"]) / statistics.median(rates["folder batches"])
+    print(f"ratio (shard batches / folder batches, both collated by one worker, medians): {shard_ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ The schedule multiplies each group's ``lr_scale`` into the rate it sets per step
 
 SGD, Adam, AdamW and Adagrad run as PyTorch's fused kernels (one pass over all parameters per
 step; on this project's 2-core CPU 5-10x faster than the foreach form for Res2Net-50's 25.7M
-parameters: AdamW 8 vs 72 ms, SGD 12 vs 59 ms), the others in their foreach form. Their constants are MindSpore's where MindCV relies on them (epsilons, RMSProp's decay,
-Adagrad's starting accumulator). Lion and Adan come from timm (the ``optim`` extra); the recipe
-is refused when it is missing.
+parameters: AdamW 8 vs 72 ms, SGD 12 vs 59 ms), the others in their foreach form. Their
+constants are MindSpore's where MindCV relies on them (epsilons, RMSProp's decay, Adagrad's
+starting accumulator). Lion and Adan come from timm (the ``optim`` extra); the recipe is refused
+when it is missing.
 """
 
 from __future__ import annotations
