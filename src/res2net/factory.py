@@ -16,8 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import HeadFit, RawCheckpoint, load_state_into, read_checkpoint
+from .checkpoint import CheckpointFormat, HeadFit, RawCheckpoint, load_state_into, read_checkpoint
 from .checkpoint.hub import fetch_pretrained
+from .checkpoint.mmdet import is_mmdet_layout
 from .checkpoint.remap import head_rows
 from .models import REGISTRY, PretrainedCfg, build_model
 from .models.common import ClassifierBackbone
@@ -39,6 +40,7 @@ def create_model(
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
     use_ema: bool = False,
+    **model_kwargs: Any,
 ) -> nn.Module:
     """Create a Res2Net family model by name.
 
@@ -56,6 +58,8 @@ def create_model(
             (0: stride 2, 1: stride 4, ... 4: stride 32) instead of logits.
         output_stride: 32, or 16/8 for dilated (denser) late stages.
         use_ema: load the EMA weights from a training checkpoint (ours, timm's or MindCV's).
+        model_kwargs: further options of the network (``dcn_stages``, ``stage_first_pool``),
+            see :func:`res2net.models.build_model`.
 
     The result carries ``pretrained_cfg``: source, URL and sha256, license, reported accuracy,
     class names, and the preprocessing the weights expect.
@@ -66,7 +70,7 @@ def create_model(
     if isinstance(pretrained, str) and named_tag is not None and pretrained != named_tag:
         raise ValueError(f"{name!r} names weights {named_tag!r} but pretrained asks for {pretrained!r}")
     build = {"in_chans": in_chans, "output_stride": output_stride, "drop_rate": drop_rate,
-             "drop_path_rate": drop_path_rate}
+             "drop_path_rate": drop_path_rate, **model_kwargs}
     if pretrained:
         base = REGISTRY.pretrained_cfg(name, pretrained if isinstance(pretrained, str) else None)
         raw = read_checkpoint(fetch_pretrained(base), use_ema=use_ema)
@@ -91,7 +95,11 @@ def model_from_checkpoint(
     name: str, raw: RawCheckpoint, base: PretrainedCfg, *, num_classes: int | None = None, **build: Any
 ) -> ClassifierBackbone:
     """``name`` built for ``raw``'s weights (already read) and loaded with them; its
-    ``pretrained_cfg`` is ``base`` fitted to the classifier it ended up with."""
+    ``pretrained_cfg`` is ``base`` fitted to the classifier it ended up with. mmdetection's
+    weights get its first-block pooling (``stage_first_pool="strided"``), with which they were
+    trained, unless the caller chooses."""
+    if raw.format is not CheckpointFormat.MINDSPORE and is_mmdet_layout(raw.state):
+        build.setdefault("stage_first_pool", "strided")
     rows = head_rows(raw.state, raw.format)
     classes = num_classes if num_classes is not None else imagenet_classes_for(rows, base.label_names)
     model = build_model(name, num_classes=classes, **build)

@@ -4,10 +4,13 @@ Loading is strict except for what a user means on purpose: a classifier of anoth
 (fine-tuning on a new label set) is re-initialised with one warning; MindCV's 1001-class
 ImageNet heads go into a 1000-class model by keeping their first 1000 rows, exactly as
 MindCV's own ``load_pretrained`` does (its ImageNet labels are the 1000 folder indices,
-the 1001st output is never trained); and BatchNorm ``num_batches_tracked`` counters, which
+the 1001st output is never trained); BatchNorm ``num_batches_tracked`` counters, which
 MindSpore and old PyTorch files lack and which do not affect eval outputs, keep the
-model's value. Everything else that does not fit is one CheckpointError listing the
-missing, unexpected and wrongly shaped keys, because a silently half-loaded network
+model's value; and the offset branches of deformable convolutions (``conv_offset``), which a
+plain checkpoint has no use for, keep their zero initialisation, so a detection backbone with
+DCN stages starts from a classifier's weights computing what the classifier did. Everything
+else that does not fit is one CheckpointError listing the missing, unexpected and wrongly
+shaped keys, because a silently half-loaded network
 produces plausible-looking garbage.
 """
 
@@ -33,6 +36,7 @@ _HEAD_BIAS = "fc.bias"
 
 log = logging.getLogger(__name__)
 _COUNTER = "num_batches_tracked"
+_OFFSET_BRANCH = ".conv_offset."
 _LISTED = 8
 
 
@@ -70,8 +74,16 @@ def _fit_head(
     """Replace the checkpoint's classifier by a freshly initialised one when the model's has
     another number of classes."""
     theirs, ours = state.get(HEAD_WEIGHT), target.get(HEAD_WEIGHT)
-    if theirs is None:
+    if theirs is None and ours is None:
         return state, HeadFit.NO_HEAD
+    if theirs is None:
+        # A backbone file (e.g. mmdetection's) into a classifier: the trunk loads, the head is new.
+        if strict_head:
+            raise CheckpointError(f"{origin}: has no classifier but model {model_name} has {_classes(ours)} classes")
+        warnings.warn(f"{origin}: has no classifier; model {model_name}'s {_classes(ours)}-class classifier is "
+                      "freshly initialised and must be trained (fine-tuning)", UserWarning, stacklevel=4)
+        fresh_head = {k: v for k, v in model.state_dict().items() if k.startswith(_HEAD_PREFIX)}
+        return dict(state) | fresh_head, HeadFit.REINITIALISED
     if ours is None:
         # The model was built without a classifier (num_classes=0): the head is not wanted.
         return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}, HeadFit.NO_HEAD
@@ -120,7 +132,7 @@ def load_state_into(
     )
     target = model.state_dict()  # the head may have been re-created
     for key, value in target.items():
-        if key.endswith(_COUNTER) and key not in state:
+        if (key.endswith(_COUNTER) or _OFFSET_BRANCH in key) and key not in state:
             state[key] = value
     missing = target.keys() - state.keys()
     unexpected = state.keys() - target.keys()

@@ -13,6 +13,8 @@ Which translation applies is decided by the file's format, never guessed from th
   where the official code, timm and we keep the avg-pool slot (``downsample.1/2``, the
   pool being an identity); the computation is the same, only the indices shift.
   A MindSpore *training* checkpoint also holds the optimizer's state.
+* mmdetection: its stem names (``stem.0``..``stem.7``) and the ``backbone.`` prefix of its
+  detector checkpoints, see :mod:`.mmdet`; recognised by that stem.
 * Official Res2Net-DLA and timm DLA: a 1x1 ``Conv2d`` head (4-D ``fc.weight``, ours is a
   ``Linear``); the official files also carry ``project`` layers on multi-level trees that
   their forward pass never uses (FACTS.md), which our network does not have.
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 
 import torch
 
+from res2net.checkpoint.mmdet import from_mmdet, is_mmdet_layout
 from res2net.checkpoint.sniff import CheckpointFormat
 
 # Last name component renames (MindSpore BatchNorm -> PyTorch BatchNorm).
@@ -92,6 +95,8 @@ def to_our_names(
     and a 1x1 convolution head is squeezed when the model's head is linear.
     """
     mindspore = fmt is CheckpointFormat.MINDSPORE
+    if not mindspore and is_mmdet_layout(state):
+        state = from_mmdet(state)
     names = set(state)
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():

@@ -16,6 +16,14 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from .deform import DeformableConv2d
+
+
+def _conv3x3(width: int, stride: int, dilation: int, groups: int, deformable: bool) -> nn.Module:
+    if deformable:
+        return DeformableConv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups)
+    return nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
+
 
 class Bottle2neck(nn.Module):
     """Res2Net / Res2NeXt bottleneck.
@@ -33,6 +41,10 @@ class Bottle2neck(nn.Module):
         dilation: dilation of the 3x3 convolutions.
         downsample: projection applied to the input for the residual path.
         drop_path_rate: stochastic-depth probability for the residual branch.
+        deformable: the 3x3 convolutions are deformable (DCNv1, zero offsets at first).
+        pool_unstrided: the first block of a stride-1 stage still average-pools its last
+            group (a 3x3 blur), as the paper's code, timm and MindCV do; mmdetection's
+            Res2Net passes it through unpooled (False).
     """
 
     def __init__(
@@ -48,6 +60,8 @@ class Bottle2neck(nn.Module):
         dilation: int = 1,
         downsample: nn.Module | None = None,
         drop_path_rate: float = 0.0,
+        deformable: bool = False,
+        pool_unstrided: bool = True,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -58,20 +72,11 @@ class Bottle2neck(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width * scale, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width * scale)
         self.convs = nn.ModuleList(
-            nn.Conv2d(
-                width,
-                width,
-                3,
-                stride=stride,
-                padding=dilation,
-                dilation=dilation,
-                groups=cardinality,
-                bias=False,
-            )
-            for _ in range(num_convs)
+            _conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs)
         )
         self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(num_convs))
-        self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if stage_first and scale > 1 else None
+        pooled = stage_first and scale > 1 and (stride > 1 or pool_unstrided)
+        self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if pooled else None
         self.conv3 = nn.Conv2d(width * scale, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)

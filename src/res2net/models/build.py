@@ -6,6 +6,8 @@ through here and then loads weights, so the model package never imports the chec
 
 from __future__ import annotations
 
+from typing import Any
+
 from .common import ClassifierBackbone
 from .dla import Res2NetDLA
 from .registry import REGISTRY, Family
@@ -22,11 +24,17 @@ def build_model(
     output_stride: int = 32,
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
+    **model_kwargs: Any,
 ) -> ClassifierBackbone:
-    """The randomly initialised network ``name`` (any spelling, ``.tag`` allowed), no weights."""
+    """The randomly initialised network ``name`` (any spelling, ``.tag`` allowed), no weights.
+
+    ``model_kwargs`` are further constructor options of the family (for the ResNet-style
+    networks ``dcn_stages`` and ``stage_first_pool``; see :class:`~res2net.models.res2net.Res2Net`).
+    """
     arch = REGISTRY.architecture_of(name)
     model = FAMILIES[arch.family](
         **arch.kwargs,
+        **model_kwargs,
         num_classes=num_classes,
         in_chans=in_chans,
         output_stride=output_stride,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .blocks import Bottle2neck
+from .deform import DeformableConv2d
 
 if TYPE_CHECKING:
     from .registry import PretrainedCfg
@@ -63,9 +64,10 @@ def stage_geometry(strides: tuple[int, ...], output_stride: int, stem_reduction:
 
 
 def init_weights(model: nn.Module, *, zero_init_last: bool) -> None:
-    """He initialisation for convolutions, identity BatchNorm, small normal classifier."""
+    """He initialisation for convolutions, identity BatchNorm, small normal classifier; the
+    offset branches of deformable convolutions start at zero."""
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, (nn.Conv2d, DeformableConv2d)):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
@@ -73,10 +75,11 @@ def init_weights(model: nn.Module, *, zero_init_last: bool) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.01)
             nn.init.zeros_(module.bias)
-    if zero_init_last:
-        for module in model.modules():
-            if isinstance(module, Bottle2neck):
-                module.zero_init_last()
+    for module in model.modules():
+        if isinstance(module, DeformableConv2d):
+            module.reset_offsets()
+        elif zero_init_last and isinstance(module, Bottle2neck):
+            module.zero_init_last()
 
 
 class ClassifierBackbone(nn.Module):

@@ -55,9 +55,10 @@ def fit_label_names(label_names: Sequence[str] | None, rows: int) -> tuple[str, 
 def imagenet_classes_for(rows: int | None, label_names: Sequence[str] | None) -> int:
     """The classifier size a model gets from weights with ``rows`` when the user names none:
     the weights' own, except that MindCV's 1001-row ImageNet head becomes ImageNet's 1000
-    classes (its unused row dropped, as MindCV's own loader does); 1000 without a head."""
+    classes (its unused row dropped, as MindCV's own loader does); weights without a classifier
+    (a backbone file) give a model without one (0)."""
     if rows is None:
-        return IMAGENET_CLASSES
+        return 0
     if rows == MINDCV_IMAGENET_ROWS and (label_names is None or len(label_names) == IMAGENET_CLASSES):
         return IMAGENET_CLASSES
     return rows

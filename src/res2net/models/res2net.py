@@ -8,6 +8,7 @@ table. Module names follow timm and the paper's code so their state_dicts load a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -18,6 +19,7 @@ from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometr
 
 StemType = Literal["plain", "deep"]
 ShortcutType = Literal["conv", "avgpool"]
+StageFirstPool = Literal["always", "strided"]
 
 EXPANSION = 4
 STAGE_PLANES = (64, 128, 256, 512)
@@ -72,6 +74,11 @@ class Res2Net(ClassifierBackbone):
         stem_type: ``plain`` 7x7 convolution or ``deep`` three 3x3 convolutions.
         shortcut_type: ``conv`` strided 1x1, or ``avgpool`` then 1x1 (v1b).
         output_stride: 32, or 16/8 to replace the last strides by dilation.
+        dcn_stages: per stage, whether its 3x3 convolutions are deformable (detection
+            backbones; mmdetection's ``stage_with_dcn``).
+        stage_first_pool: ``always`` (the paper's code, timm, MindCV): a stage's first block
+            average-pools its last group even at stride 1; ``strided`` (mmdetection): only
+            when the block is strided. Same parameters either way; it matters for outputs.
     """
 
     def __init__(
@@ -89,8 +96,14 @@ class Res2Net(ClassifierBackbone):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
+        dcn_stages: Sequence[bool] = (False, False, False, False),
+        stage_first_pool: StageFirstPool = "always",
     ) -> None:
         super().__init__()
+        if len(dcn_stages) != len(layers):
+            raise ValueError(f"dcn_stages needs one flag per stage ({len(layers)}), got {tuple(dcn_stages)}")
+        if stage_first_pool not in ("always", "strided"):
+            raise ValueError(f"stage_first_pool must be 'always' or 'strided', got {stage_first_pool!r}")
         self.conv1 = _plain_stem(in_chans) if stem_type == "plain" else _deep_stem(in_chans)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -103,7 +116,9 @@ class Res2Net(ClassifierBackbone):
         in_channels = 64
         reduction = 4
         self.feature_info = [FeatureInfo(channels=64, reduction=2, module="relu")]
-        for stage, (num_blocks, planes, geo) in enumerate(zip(layers, STAGE_PLANES, geometry)):
+        for stage, (num_blocks, planes, geo, deformable) in enumerate(
+            zip(layers, STAGE_PLANES, geometry, dcn_stages)
+        ):
             out_channels = planes * EXPANSION
             width = int(math.floor(planes * base_width / 64.0)) * cardinality
             blocks: list[nn.Module] = []
@@ -124,6 +139,8 @@ class Res2Net(ClassifierBackbone):
                         if needs_projection
                         else None,
                         drop_path_rate=drop_path_rate * block_index / max(1, total_blocks - 1),
+                        deformable=bool(deformable),
+                        pool_unstrided=stage_first_pool == "always",
                     )
                 )
                 in_channels = out_channels
