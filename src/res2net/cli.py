@@ -17,6 +17,14 @@ from .config import load_config
 from .convert import add_convert_parser, run_convert
 from .data import add_demo_data_parser, add_prepare_imagenet_parser, run_demo_data, run_prepare_imagenet
 from .data.shards import add_make_shards_parser, run_make_shards
+from .detection.cli import (
+    add_evaluate_detection_parser,
+    add_predict_detection_parser,
+    add_train_detection_parser,
+    run_evaluate_detection,
+    run_predict_detection,
+    run_train_detection,
+)
 from .errors import UserError
 from .inference.export import add_export_parser, run_export
 from .inference.predict import add_predict_parser, run_predict
@@ -75,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         (add_export_parser, run_export),
         (add_serve_parser, run_serve),
         (add_benchmark_parser, run_benchmark),
+        (add_train_detection_parser, run_train_detection),
+        (add_evaluate_detection_parser, run_evaluate_detection),
+        (add_predict_detection_parser, run_predict_detection),
     ]
     for add_parser, handler in registrations:
         add_parser(subparsers).set_defaults(handler=handler)
@@ -102,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in CONFIG_COMMANDS:
         entry = train_main if argv[0] == "train" else validate_main
         return _run(lambda: entry(argv[1:]))
+    if argv and argv[0] == "train-detection":  # every further word belongs to the recipe parser
+        return _run(lambda: run_train_detection(argparse.Namespace(args=argv[1:])))
     parser = build_parser()
     args, leftover = parser.parse_known_args(argv)
     if getattr(args, "takes_recipe_flags", False):  # `schedule`: the rest are recipe overrides

@@ -13,10 +13,8 @@ Defaults differ from MindCV's in one place: ``model`` defaults to ``res2net50`` 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import re
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +25,8 @@ from res2net.data.autoaugment import parse_policy
 from res2net.data.transforms import normalize_stats
 from res2net.errors import ConfigError
 
+from .flat import check_keys, coerce_value, specs_of
 from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, KeySpec, key
-from .values import closest, coerce
 
 _AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
 #: Values of ``dataset`` that have a reader here.
@@ -259,11 +257,9 @@ class Config:
         return text
 
 
-@functools.cache
 def key_specs() -> dict[str, tuple[KeySpec, Any]]:
     """Every recipe key with its :class:`KeySpec` and Python type, in schema order."""
-    hints = typing.get_type_hints(Config)
-    return {f.name: (f.metadata["spec"], hints[f.name]) for f in dataclasses.fields(Config) if "spec" in f.metadata}
+    return specs_of(Config)
 
 
 def schema_keys() -> tuple[str, ...]:
@@ -271,15 +267,9 @@ def schema_keys() -> tuple[str, ...]:
     return tuple(key_specs())
 
 
-def unknown_key_error(name: str, where: str) -> ConfigError:
-    """The error for a key the schema does not have, pointing at the closest one."""
-    return ConfigError(f"unknown config key '{name}' {where} (did you mean '{closest(name, schema_keys())}'?)")
-
-
 def coerce_key(name: str, raw: Any, where: str) -> Any:
     """Type-convert and check one value for key ``name`` (which must be a schema key)."""
-    spec, tp = key_specs()[name]
-    return coerce(name, spec, tp, raw, where)
+    return coerce_value(Config, name, raw, where)
 
 
 def build(typed: Mapping[str, Any]) -> Config:
@@ -326,11 +316,4 @@ def _apply_legacy(values: dict[str, Any], old: str, new: str, meaning: dict[bool
 
 def check_mapping(values: Any, source: str) -> Mapping[str, Any]:
     """Refuse anything but a mapping of known string keys."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{source} must be a mapping of key: value, got {type(values).__name__}")
-    for name in values:
-        if not isinstance(name, str):
-            raise ConfigError(f"config keys must be strings, got {name!r} in {source}")
-        if name not in key_specs():
-            raise unknown_key_error(name, f"in {source}")
-    return values
+    return check_keys(Config, values, source)

@@ -85,7 +85,12 @@ def add_demo_data_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     parser.add_argument("dir", type=Path, help="output folder (train/ and val/ are created inside)")
-    parser.add_argument("--image-size", type=int, default=64, help="side of the upscaled images in pixels (default 64)")
+    parser.add_argument("--task", choices=("classification", "detection"), default="classification",
+                        help="classification: class folders; detection: digits on canvases with COCO boxes, "
+                        "instance and semantic masks (default classification)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="classification: side of the upscaled images (default 64); detection: canvas side "
+                        "(default 128)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
     parser.set_defaults(func=run_demo_data)
@@ -94,7 +99,18 @@ def add_demo_data_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_demo_data(args: argparse.Namespace) -> int:
     """CLI body: write the dataset and print one line with the counts."""
-    counts = write_digits_dataset(args.dir, image_size=args.image_size, val_fraction=args.val_fraction, seed=args.seed)
+    if args.task == "detection":
+        from .demo_detection import CanvasSpec, write_detection_dataset
+
+        spec = CanvasSpec() if args.image_size is None else CanvasSpec.scaled(args.image_size)
+        done = write_detection_dataset(args.dir, spec=spec, val_fraction=args.val_fraction, seed=args.seed)
+        state = "wrote" if done["written"] else "already complete:"
+        splits = (f"{split} {done[split]['images']} canvases / {done[split]['objects']} digits"
+                  for split in ("train", "val"))
+        print(f"{state} {args.dir}: " + ", ".join(splits))
+        return 0
+    counts = write_digits_dataset(args.dir, image_size=args.image_size or 64, val_fraction=args.val_fraction,
+                                  seed=args.seed)
     state = "wrote" if counts["written"] else "already complete:"
     print(f"{state} {args.dir}: {counts['train']} train / {counts['val']} val images, {counts['num_classes']} classes")
     return 0

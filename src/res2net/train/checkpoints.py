@@ -14,10 +14,25 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, write_training_checkpoint
+from ..checkpoint.training import atomic_torch_save, read_training_checkpoint
 from ..errors import CheckpointError
+
+
+class RunCheckpoint(Protocol):
+    """What the manager saves: a run's state after ``epoch`` epochs, as a torch-saveable dict
+    (classification's TrainingCheckpoint, the dense tasks' DenseCheckpoint)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+C = TypeVar("C")
 
 LAST_NAME = "last.pth"
 _EPOCH_FILE = re.compile(r"^(?P<model>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.pth$")
@@ -42,15 +57,16 @@ class CheckpointManager:
         self._index_path = directory / "checkpoints.json"
         self._scores: dict[str, float] = self._read_index()
 
-    def save(self, checkpoint: TrainingCheckpoint, *, steps_per_epoch: int, top1: float | None) -> Path:
+    def save(self, checkpoint: RunCheckpoint, *, steps_per_epoch: int, top1: float | None) -> Path:
         """Write ``last.pth`` and the epoch file, then delete what the policy drops.
 
         ``last.pth`` goes first: a crash between the two writes then leaves ``last.pth``
         as the newest complete checkpoint, which ``--resume auto`` reads first.
         """
         path = self.directory / f"{self.model_name}-{checkpoint.epoch}_{steps_per_epoch}.pth"
-        write_training_checkpoint(checkpoint, self.directory / LAST_NAME)
-        write_training_checkpoint(checkpoint, path)
+        state = checkpoint.to_dict()
+        atomic_torch_save(state, self.directory / LAST_NAME)
+        atomic_torch_save(state, path)
         self._scores[path.name] = float("-inf") if top1 is None else top1
         self._apply_policy()
         self._write_index()
@@ -112,8 +128,10 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def find_resume_checkpoint(directory: Path, model_name: str) -> tuple[Path, TrainingCheckpoint] | None:
-    """The newest readable checkpoint of a run folder (``--resume auto``), or None.
+def find_resume_checkpoint(
+    directory: Path, model_name: str, reader: Callable[[Path], C] = read_training_checkpoint  # type: ignore[assignment]
+) -> tuple[Path, C] | None:
+    """The newest checkpoint of a run folder that ``reader`` accepts (``--resume auto``), or None.
 
     ``last.pth`` first, then per-epoch files newest first; an unreadable one is reported
     with a warning and skipped, so a file damaged by a crash or a full disk costs one
@@ -125,7 +143,7 @@ def find_resume_checkpoint(directory: Path, model_name: str) -> tuple[Path, Trai
         if not path.exists():
             continue
         try:
-            return path, read_training_checkpoint(path)
+            return path, reader(path)
         except CheckpointError as exc:
             warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
     return None
