@@ -23,7 +23,7 @@ from .fold import fold_batchnorm
 from .onnx_runtime import INPUT_NAME, OUTPUT_NAME, make_session, onnx_bytes
 from .session import PreprocessInfo, load_model
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "triton", "kserve")
 DEFAULT_INPUT_SIZE = (3, 224, 224)
 
 
@@ -153,14 +153,31 @@ def verify_torchscript(
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "export",
-        help="export a model to ONNX or TorchScript (with a preprocessing JSON beside it)",
+        help="export a model to ONNX or TorchScript (with a preprocessing JSON beside it), a Triton model "
+        "repository or a KServe InferenceService",
         description="Export to ONNX (dynamic batch axis) or TorchScript; the export is run against "
-        "PyTorch and the max relative error printed; <output>.json holds the preprocessing and labels.",
+        "PyTorch and the max relative error printed; <output>.json holds the preprocessing and labels. "
+        "--format triton writes a Triton model repository (classifier, preprocessing, ensemble) into the "
+        "--output folder; --format kserve writes that repository and an InferenceService manifest.",
     )
     add_model_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--output", required=True, metavar="FILE", help="file to write")
+    parser.add_argument("--output", required=True, metavar="PATH", help="file to write (triton/kserve: a folder)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    triton = parser.add_argument_group("triton / kserve")
+    triton.add_argument("--name", default=None, help="Triton model name (default: the model name)")
+    triton.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                        help="fp16: TensorRT half precision (needs --gpu)")
+    triton.add_argument("--max-batch-size", type=int, default=16, help="Triton max_batch_size (default 16)")
+    triton.add_argument("--queue-delay-us", type=int, default=2000,
+                        help="dynamic batcher's max queue delay in microseconds (default 2000)")
+    triton.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
+    triton.add_argument("--gpu", action="store_true", help="GPU instances with the TensorRT accelerator")
+    triton.add_argument("--runtime", choices=("onnxruntime", "python"), default="onnxruntime",
+                        help="classifier on Triton's onnxruntime backend, or a Python-backend model running "
+                        "onnxruntime (for servers without that backend)")
+    triton.add_argument("--storage-uri", default="s3://YOUR-BUCKET/res2net/model_repository",
+                        help="kserve: where the repository will be uploaded (placeholder by default)")
     return parser
 
 
@@ -172,6 +189,8 @@ def run_export(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         labels_file=args.labels,
     )
+    if args.format in ("triton", "kserve"):
+        return _run_triton_export(args, model, info)
     if args.format == "onnx":
         path = export_onnx(model, args.output, input_size=info.input_size, opset=args.opset, preprocess=info)
         error = verify_onnx(path, model)
@@ -182,4 +201,21 @@ def run_export(args: argparse.Namespace) -> int:
         check = "TorchScript vs PyTorch"
     print(f"wrote {path} and {sidecar_path(path)}")
     print(f"max relative error ({check}, batch sizes 1 and 3): {error:.2e}")
+    return 0
+
+
+def _run_triton_export(args: argparse.Namespace, model: nn.Module, info: PreprocessInfo) -> int:
+    from .triton_repo import TritonOptions, export_model_repository
+
+    options = TritonOptions(max_batch_size=args.max_batch_size, instances=args.instances, gpu=args.gpu,
+                            precision=args.precision, runtime=args.runtime, queue_delay_us=args.queue_delay_us)
+    name = args.name or args.model.replace(".", "_")
+    output = Path(args.output)
+    written = export_model_repository(model, info, output, name, options, opset=args.opset,
+                                      kserve_storage_uri=args.storage_uri if args.format == "kserve" else None)
+    onnx_path = written[0].parent / "1" / "model.onnx"
+    error = verify_onnx(onnx_path, model, input_size=info.input_size)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"max relative error (onnxruntime vs PyTorch, batch sizes 1 and 3): {error:.2e}")
     return 0

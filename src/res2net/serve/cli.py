@@ -56,12 +56,19 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--max-body-mb", type=float, default=64.0, help="largest request body accepted, in MiB (default 64)"
     )
+    parser.add_argument("--engine", choices=("fastapi", "triton"), default="fastapi",
+                        help="fastapi: this package's KServe v2 server (default); triton: NVIDIA Triton Inference "
+                        "Server on an exported repository (HTTP on --port, gRPC, metrics; the 'triton' extra)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="triton engine: gRPC port (default 8001)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="triton engine: metrics port (default 8002)")
     return parser
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean drain. User mistakes raise :class:`UserError`."""
     _check_args(args)
+    if args.engine == "triton":
+        return run_triton_engine(args)
     try:
         from .app import create_app
         from .server import serve
@@ -83,7 +90,50 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0 if started else 1
 
 
+def run_triton_engine(args: argparse.Namespace) -> int:
+    """Export the model as a Triton repository (Python-backend classifier running onnxruntime, the
+    preprocessing model and the ensemble) into a temporary folder and serve it with tritonserver
+    until SIGTERM/SIGINT, which Triton answers by draining in-flight requests."""
+    import signal
+    import tempfile
+    import threading
+
+    from ..inference.session import load_model
+    from ..inference.triton_repo import TritonOptions, export_model_repository
+    from .tritonserver import find_tritonserver, run_tritonserver
+
+    find_tritonserver()  # a missing binary is reported before the model is loaded
+    model, info = load_model(args.model, checkpoint_path=args.checkpoint, pretrained=args.pretrained,
+                             num_classes=args.num_classes)
+    name = args.served_name or args.model.replace(".", "_")
+    options = TritonOptions(max_batch_size=args.max_batch_size, runtime="python",
+                            queue_delay_us=int(args.max_latency_ms * 1000))
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with tempfile.TemporaryDirectory(prefix="res2net-triton-repo-") as folder:
+        repository = Path(folder)
+        export_model_repository(model, info, repository, name, options)
+        with run_tritonserver(repository, http_port=args.port, grpc_port=args.grpc_port,
+                              metrics_port=args.metrics_port, host=args.host,
+                              log=repository / "tritonserver.log") as server:
+            print(f"Triton serving {name!r} ({name}_ensemble for encoded images): HTTP {args.host}:{args.port}, "
+                  f"gRPC {args.host}:{args.grpc_port}, metrics {args.host}:{args.metrics_port}", flush=True)
+            while not stopping.wait(0.5):
+                if server.process.poll() is not None:
+                    raise UserError(f"tritonserver stopped unexpectedly (status {server.process.returncode})")
+    print("Triton stopped", flush=True)
+    return 0
+
+
 def _check_args(args: argparse.Namespace) -> None:
+    if args.engine == "triton":
+        if args.onnx is not None or not args.model:
+            raise UserError("--engine triton exports the model itself: give --model NAME (and its weights)")
+        if args.precision != "fp32":
+            raise UserError("--engine triton serves the fp32 ONNX export; bf16 and int8 run with --engine fastapi")
+        if args.port == 0 or len({args.port, args.grpc_port, args.metrics_port}) != 3:
+            raise UserError("--engine triton needs three distinct fixed ports (--port, --grpc-port, --metrics-port)")
     if args.onnx is None and not args.model:
         raise UserError("serve needs --model NAME (or --onnx FILE)")
     if args.onnx is not None and args.precision != "fp32":
