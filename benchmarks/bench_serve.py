@@ -11,7 +11,12 @@ run it by hand, e.g.
 
     python benchmarks/bench_serve.py --model res2net50 --precision bf16 --requests 128
 
-The issue's target is a speed-up >= 1.5x with 8 clients.
+The issue's target is a speed-up >= 1.5x with 8 clients. ``--engine both`` runs the same load
+against ``res2net serve --engine fastapi`` and ``--engine triton`` (NVIDIA's tritonserver on the
+exported repository: Triton's HTTP endpoint speaks the same v2 protocol and binary tensor
+extension, so the load generator is the same), engines alternating round by round:
+
+    python benchmarks/bench_serve.py --engine both --rounds 2 --requests 64
 """
 
 from __future__ import annotations
@@ -129,6 +134,29 @@ async def _drive(url: str, clients: int, requests: int, size: int) -> Result:
     return Result(clients, requests, seconds, latencies)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_triton(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str, str]:
+    """``res2net serve --engine triton``; returns the process, the HTTP URL and the metrics URL."""
+    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    command = [str(Path(sys.executable).with_name("res2net")), "serve", "--engine", "triton", "--model", args.model,
+               "--served-name", SERVED, "--max-batch-size", str(args.max_batch_size), "--max-latency-ms",
+               str(args.max_latency_ms), "--port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("Triton serving"):
+        process.kill()
+        raise SystemExit(f"triton engine did not start: {line!r}")
+    return process, f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}"
+
+
 def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     command = [sys.executable, __file__, "--serve", "--model", args.model, "--precision", args.precision,
                "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms)]
@@ -160,11 +188,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-latency-ms", type=float, default=10.0)
+    parser.add_argument("--engine", choices=("fastapi", "triton", "both"), default="fastapi")
+    parser.add_argument("--rounds", type=int, default=1, help="--engine both: alternating rounds per engine")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calibration-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return _serve(args)
+    if args.engine != "fastapi":
+        return _compare_engines(args)
     if args.precision != "int8":
         return _benchmark(args)
     with tempfile.TemporaryDirectory(prefix="bench-serve-calibration-") as tmp:
@@ -210,6 +242,52 @@ def _benchmark(args: argparse.Namespace) -> int:
         "model_alone": {"batch_1_images_per_s": alone_single, f"batch_{args.concurrency}_images_per_s": alone_batched,
                         "ceiling": ceiling},
     }))
+    return 0
+
+
+def _engine_round(args: argparse.Namespace, engine: str) -> dict[str, float]:
+    """One engine, started fresh: warm-up, then ``--requests`` at ``--concurrency`` clients."""
+    if engine == "triton":
+        process, url, _ = _start_triton(args)
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    else:
+        process, url = _start_server(args)
+    try:
+        size = httpx.get(f"{url}/v2/models/{SERVED}").json()["inputs"][0]["shape"][2]
+        asyncio.run(_drive(url, args.concurrency, 2 * args.concurrency, size))
+        result = asyncio.run(_drive(url, args.concurrency, args.requests, size))
+    finally:
+        process.terminate()
+        process.wait(60)
+    return {"images_per_s": result.images_per_s, "p50_ms": result.percentile(50), "p99_ms": result.percentile(99),
+            "size": size}
+
+
+def _compare_engines(args: argparse.Namespace) -> int:
+    if args.precision != "fp32":
+        raise SystemExit("the triton engine serves the fp32 ONNX export: compare engines at --precision fp32")
+    engines = ("fastapi", "triton") if args.engine == "both" else (args.engine,)
+    rounds: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
+    for _ in range(args.rounds):
+        for engine in engines:
+            rounds[engine].append(_engine_round(args, engine))
+    size = int(next(iter(rounds.values()))[0]["size"])
+    print(f"{args.model} fp32 at {size}x{size}, {args.concurrency} clients x {args.requests} requests of 1 image, "
+          f"max_batch_size={args.max_batch_size}, queue delay {args.max_latency_ms:g} ms, {args.rounds} round(s)")
+    print(f"{'engine':>8} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    summary = {}
+    for engine, results in rounds.items():
+        best = max(results, key=lambda r: r["images_per_s"])
+        summary[engine] = best
+        print(f"{engine:>8} {best['images_per_s']:>9.2f} {best['p50_ms']:>8.1f} {best['p99_ms']:>8.1f}")
+    print(json.dumps({"model": args.model, "size": size, "clients": args.concurrency, "requests": args.requests,
+                      "rounds": rounds}))
     return 0
 
 

@@ -118,7 +118,7 @@ def ensemble_config(name: str, preprocess: str, classifier: str, info: Preproces
     return (
         f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: {options.max_batch_size}\n'
         + _tensor("input", IMAGE_INPUT, "TYPE_STRING", [1])
-        + _tensor("output", OUTPUT_NAME, "TYPE_FP32", [info.num_classes])
+        + _tensor("output", OUTPUT_NAME, "TYPE_FP32", [info.num_classes], '    label_filename: "labels.txt"\n')
         + "ensemble_scheduling {\n"
         f'  step [\n    {{\n      model_name: "{preprocess}"\n      model_version: -1\n'
         f'      input_map {{\n        key: "{IMAGE_INPUT}"\n        value: "{IMAGE_INPUT}"\n      }}\n'
@@ -144,7 +144,8 @@ def write_triton_repository(
         (repository / model_name / "1").mkdir(parents=True)
     classifier = repository / names["classifier"]
     (classifier / "1" / "model.onnx").write_bytes(onnx_model)
-    (classifier / "labels.txt").write_text("\n".join(info.class_names) + "\n", encoding="utf-8")
+    for labelled in (classifier, repository / names["ensemble"]):
+        (labelled / "labels.txt").write_text("\n".join(info.class_names) + "\n", encoding="utf-8")
     if options.runtime == "python":
         shutil.copyfile(TEMPLATES / "classifier_onnxruntime.py", classifier / "1" / "model.py")
     preprocess = repository / names["preprocess"]

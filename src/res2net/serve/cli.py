@@ -100,9 +100,13 @@ def run_triton_engine(args: argparse.Namespace) -> int:
 
     from ..inference.session import load_model
     from ..inference.triton_repo import TritonOptions, export_model_repository
-    from .tritonserver import find_tritonserver, run_tritonserver
+    from .tritonserver import bytes_inputs_supported, find_tritonserver, run_tritonserver
 
     find_tritonserver()  # a missing binary is reported before the model is loaded
+    if not bytes_inputs_supported():
+        print("note: encoded images (the ensemble's 'image' input) need NumPy < 2 in the models' environment "
+              "(Triton's Python-backend stub is built against NumPy 1): install the 'triton' extra or set "
+              "RES2NET_TRITON_PYTHONPATH; tensor inputs work as they are", file=sys.stderr)
     model, info = load_model(args.model, checkpoint_path=args.checkpoint, pretrained=args.pretrained,
                              num_classes=args.num_classes)
     name = args.served_name or args.model.replace(".", "_")

@@ -9,8 +9,14 @@ or at ``/opt/tritonserver/bin/tritonserver`` (NGC's container).
 Why the binary and not PyTriton's Python API: PyTriton 0.7 requires NumPy < 2 and this package
 runs on NumPy 2; its Python-backend stub, compiled against NumPy 1, hands a NumPy 2 process
 arrays with a wrong item size (measured: an FP32 output arrives empty, a BYTES input is
-mis-parsed). The models this module serves exchange tensors through DLPack, which does not
-involve NumPy's C layout, so the same binary works unchanged.
+mis-parsed). The classifier models this module serves exchange tensors through DLPack, which
+does not involve NumPy's C layout, so tensor inputs work under NumPy 2 unchanged. Encoded
+images (BYTES) can only be read through NumPy; they work where the models' Python finds
+NumPy < 2: an environment with the ``triton`` extra (pytriton pins it), or a folder holding NumPy
+1.x named by ``$RES2NET_TRITON_PYTHONPATH`` (torch, onnxruntime and Pillow built against NumPy 2
+run on NumPy 1.x). The stub ignores ``PYTHONPATH``, but its ``sys.path`` starts with its working
+directory, so tritonserver is started in that folder (measured: NumPy 1.26 is then what the
+models import, and JPEG inputs through the ensemble give the PyTorch model's classes).
 """
 
 from __future__ import annotations
@@ -113,6 +119,15 @@ def _backend_directory(install: TritonInstall, scratch: Path) -> Path | None:
     return target
 
 
+def bytes_inputs_supported() -> bool:
+    """Whether the models' Python will read BYTES tensors correctly (NumPy < 2 there)."""
+    if os.environ.get("RES2NET_TRITON_PYTHONPATH"):
+        return True
+    import numpy
+
+    return int(numpy.__version__.split(".")[0]) < 2
+
+
 def _environment(install: TritonInstall) -> dict[str, str]:
     env = dict(os.environ)
     # The Python-backend stub runs the models with the python found on PATH: this interpreter's.
@@ -137,7 +152,8 @@ def run_tritonserver(
         if backends is not None:
             command.append(f"--backend-directory={backends}")
         output = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_environment(install))
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_environment(install),
+                                   cwd=os.environ.get("RES2NET_TRITON_PYTHONPATH") or None)
         running = RunningTriton(process, http_port, grpc_port, metrics_port)
         try:
             _wait_ready(running, log)
