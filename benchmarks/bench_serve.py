@@ -16,7 +16,7 @@ against ``res2net serve --engine fastapi`` and ``--engine triton`` (NVIDIA's tri
 exported repository: Triton's HTTP endpoint speaks the same v2 protocol and binary tensor
 extension, so the load generator is the same), engines alternating round by round:
 
-    python benchmarks/bench_serve.py --engine both --rounds 2 --requests 64
+    python benchmarks/bench_serve.py --engine both --rounds 3 --requests 64
 """
 
 from __future__ import annotations

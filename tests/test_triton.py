@@ -64,8 +64,10 @@ def test_every_config_parses_with_tritons_protobuf(options: TritonOptions, small
     kind = model_config_pb2.ModelInstanceGroup.KIND_GPU if options.gpu else model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert classifier.instance_group[0].kind == kind
     assert classifier.model_warmup[0].inputs["input"].zero_data
-    if options.runtime == "python":
+    if options.runtime == "python":  # the same inputs and outputs as `res2net serve`
         assert classifier.backend == "python" and (tmp_path / "digits" / "1" / "model.py").is_file()
+        assert [(t.name, t.optional) for t in classifier.input] == [("input", True), ("image", True)]
+        assert [t.name for t in classifier.output] == ["logits", "probabilities"]
     else:
         assert classifier.platform == "onnxruntime_onnx"
     accelerators = classifier.optimization.execution_accelerators.gpu_execution_accelerator
@@ -115,21 +117,16 @@ def _load_template(name: str, monkeypatch: pytest.MonkeyPatch) -> types.ModuleTy
 
 def test_preprocessing_model_matches_our_eval_transform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     template = _load_template("preprocess", monkeypatch)
-    folder = tmp_path / "1"
-    folder.mkdir()
-    (folder / "model.py").write_text((TEMPLATES / "preprocess.py").read_text())
     info = PreprocessInfo((3, 24, 24), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), 0.875, "bicubic", ["a"])
-    (folder / "preprocess.json").write_text(json.dumps(info.to_dict()))
-    template.__file__ = str(folder / "model.py")
-    model = template.TritonPythonModel()
-    model.initialize({})
+    (tmp_path / "preprocess.json").write_text(json.dumps(info.to_dict()))
+    preprocess = template.Preprocessor(tmp_path / "preprocess.json")
     rng = np.random.default_rng(0)
     for size in ((40, 31), (31, 57), (24, 24)):
         image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         ours = eval_transform(info)(image)
-        theirs = torch.from_numpy(model._prepare(buffer.getvalue()))
+        theirs = torch.from_numpy(preprocess(buffer.getvalue()))
         assert theirs.shape == ours.shape
         # At most one grey level apart (uint8 rounding of the resized image), in very few pixels.
         difference = (theirs - ours).abs() * torch.tensor(info.std).view(3, 1, 1) * 255
@@ -273,10 +270,16 @@ def test_bundled_tritonserver_serves_an_exported_repository(learned_run: tuple[P
                     module.InferRequestedOutput("logits", class_count=1)]).as_numpy("logits")
                 predicted = [info.class_names[i] for i in image_reference.argmax(1)]  # what `res2net predict` says
                 assert [row[0].decode().split(":", 2)[2] for row in labelled] == predicted
+                # ... and on the classifier itself, which answers probabilities too, as `res2net serve` does.
+                direct = client.infer("digits", [tensor], outputs=[  # type: ignore[attr-defined]
+                    module.InferRequestedOutput("probabilities")]).as_numpy("probabilities")
+                np.testing.assert_allclose(direct, torch.softmax(torch.from_numpy(image_reference), 1).numpy(),
+                                           atol=0.01)
             tensor = sys.modules["tritonclient.http"].InferInput("image", [1, 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[b"not an image"]], dtype=object))
-            with pytest.raises(InferenceServerException, match="cannot decode image"):
-                http.infer("digits_ensemble", [tensor])  # type: ignore[attr-defined]
+            for model_name in ("digits_ensemble", "digits"):
+                with pytest.raises(InferenceServerException, match="cannot decode image"):
+                    http.infer(model_name, [tensor])  # type: ignore[attr-defined]
             assert _infer(http, "digits", batch).as_numpy("logits").shape == (3, 10)  # still serving
     finally:
         for name in ("RES2NET_TRITONSERVER", "RES2NET_TRITON_PYTHONPATH"):

@@ -10,7 +10,8 @@ The classifier takes ``input`` FP32 ``[N, 3, H, W]`` and returns ``logits`` (wit
 as Triton's ``label_filename``, so a client's ``class_count`` gives top-k labels); the ensemble
 takes ``image`` BYTES, the same names as ``res2net serve``. ``--runtime python`` writes the
 classifier as a Python-backend model running onnxruntime instead (for servers without the
-onnxruntime backend, such as the CPU build inside the nvidia-pytriton wheel). ``export --format
+onnxruntime backend, such as the CPU build inside the nvidia-pytriton wheel), which takes
+``input`` or ``image`` and returns ``logits`` and ``probabilities``, as ``res2net serve`` does. ``export --format
 kserve`` writes the repository plus an ``InferenceService`` manifest for KServe's Triton runtime.
 
 ``config.pbtxt`` files are protobuf text of Triton's ``ModelConfig``; the tests parse every one
@@ -33,6 +34,7 @@ from .session import PreprocessInfo
 
 TEMPLATES = Path(__file__).with_name("triton_models")
 IMAGE_INPUT = "image"
+PROBABILITIES_NAME = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,14 @@ def _dims(values: Sequence[int]) -> str:
 
 def _tensor(kind: str, name: str, dtype: str, dims: Sequence[int], extra: str = "") -> str:
     """One ``input [...]`` / ``output [...]`` block with a single tensor."""
-    return f'{kind} [\n  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: {_dims(dims)}\n{extra}  }}\n]\n'
+    return _tensors(kind, [(name, dtype, dims, extra)])
+
+
+def _tensors(kind: str, tensors: Sequence[tuple[str, str, Sequence[int], str]]) -> str:
+    """An ``input [...]`` / ``output [...]`` block: (name, data type, dims, extra fields) each."""
+    entries = [f'  {{\n    name: "{name}"\n    data_type: {dtype}\n    dims: {_dims(dims)}\n{extra}  }}'
+               for name, dtype, dims, extra in tensors]
+    return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
 
 def _instance_group(options: TritonOptions) -> str:
@@ -80,12 +89,23 @@ def _instance_group(options: TritonOptions) -> str:
 
 
 def classifier_config(name: str, info: PreprocessInfo, options: TritonOptions) -> str:
-    """``config.pbtxt`` of the classifier: dynamic batching, instances, labels, warm-up, TensorRT."""
-    backend = 'backend: "python"' if options.runtime == "python" else 'platform: "onnxruntime_onnx"'
+    """``config.pbtxt`` of the classifier: dynamic batching, instances, labels, warm-up, TensorRT.
+
+    The Python-backend classifier also takes encoded images and returns probabilities, so a
+    client sees the same model as ``res2net serve`` shows."""
+    labels = '    label_filename: "labels.txt"\n'
+    if options.runtime == "python":
+        head = (f'name: "{name}"\nbackend: "python"\nmax_batch_size: {options.max_batch_size}\n'
+                + _tensors("input", [(INPUT_NAME, "TYPE_FP32", info.input_size, "    optional: true\n"),
+                                     (IMAGE_INPUT, "TYPE_STRING", [1], "    optional: true\n")])
+                + _tensors("output", [(OUTPUT_NAME, "TYPE_FP32", [info.num_classes], labels),
+                                      (PROBABILITIES_NAME, "TYPE_FP32", [info.num_classes], labels)]))
+    else:
+        head = (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {options.max_batch_size}\n'
+                + _tensor("input", INPUT_NAME, "TYPE_FP32", info.input_size)
+                + _tensor("output", OUTPUT_NAME, "TYPE_FP32", [info.num_classes], labels))
     text = (
-        f'name: "{name}"\n{backend}\nmax_batch_size: {options.max_batch_size}\n'
-        + _tensor("input", INPUT_NAME, "TYPE_FP32", info.input_size)
-        + _tensor("output", OUTPUT_NAME, "TYPE_FP32", [info.num_classes], '    label_filename: "labels.txt"\n')
+        head
         + f"dynamic_batching {{\n  preferred_batch_size: {_dims(options.preferred_batch_sizes)}\n"
         f"  max_queue_delay_microseconds: {options.queue_delay_us}\n}}\n"
         + _instance_group(options)
@@ -148,6 +168,8 @@ def write_triton_repository(
         (labelled / "labels.txt").write_text("\n".join(info.class_names) + "\n", encoding="utf-8")
     if options.runtime == "python":
         shutil.copyfile(TEMPLATES / "classifier_onnxruntime.py", classifier / "1" / "model.py")
+        shutil.copyfile(TEMPLATES / "preprocess.py", classifier / "1" / "res2net_preprocessing.py")
+        (classifier / "1" / "preprocess.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
     preprocess = repository / names["preprocess"]
     shutil.copyfile(TEMPLATES / "preprocess.py", preprocess / "1" / "model.py")
     (preprocess / "1" / "preprocess.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")

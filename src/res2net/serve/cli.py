@@ -121,8 +121,9 @@ def run_triton_engine(args: argparse.Namespace) -> int:
         with run_tritonserver(repository, http_port=args.port, grpc_port=args.grpc_port,
                               metrics_port=args.metrics_port, host=args.host,
                               log=repository / "tritonserver.log") as server:
-            print(f"Triton serving {name!r} ({name}_ensemble for encoded images): HTTP {args.host}:{args.port}, "
-                  f"gRPC {args.host}:{args.grpc_port}, metrics {args.host}:{args.metrics_port}", flush=True)
+            print(f"Triton serving {name!r} (tensors or encoded images; also {name}_ensemble): "
+                  f"HTTP {args.host}:{args.port}, gRPC {args.host}:{args.grpc_port}, "
+                  f"metrics {args.host}:{args.metrics_port}", flush=True)
             while not stopping.wait(0.5):
                 if server.process.poll() is not None:
                     raise UserError(f"tritonserver stopped unexpectedly (status {server.process.returncode})")

@@ -153,7 +153,8 @@ def run_tritonserver(
             command.append(f"--backend-directory={backends}")
         output = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_environment(install),
-                                   cwd=os.environ.get("RES2NET_TRITON_PYTHONPATH") or None)
+                                   cwd=os.environ.get("RES2NET_TRITON_PYTHONPATH") or None,
+                                   preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         running = RunningTriton(process, http_port, grpc_port, metrics_port)
         try:
             _wait_ready(running, log)
@@ -162,6 +163,15 @@ def run_tritonserver(
             stop(process)
             if log is not None:
                 output.close()  # type: ignore[union-attr]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies, so a killed
+    ``res2net serve`` never leaves a tritonserver holding its ports (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait_ready(running: RunningTriton, log: Path | None) -> None:
