@@ -156,6 +156,8 @@ def test_backbone_weights_from_a_file_and_unknown_weights(tmp_path: Path) -> Non
         res2net_backbone("res2net50_v1b", weights="imagenet22k")
     with pytest.raises(UserError, match="trainable_stages"):
         res2net_backbone("res2net50_v1b", trainable_stages=6)
+    with pytest.raises(UserError, match="ResNet-style"):
+        res2net_backbone("res2net_dla60", dcn_stages=(False, True, True, True))
 
 
 def test_dla_backbone_works_in_a_detector() -> None:

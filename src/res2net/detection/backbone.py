@@ -59,6 +59,8 @@ def res2net_backbone(
     if norm not in NORMS:
         raise UserError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     extra = {} if dcn_stages is None or not any(dcn_stages) else {"dcn_stages": tuple(bool(s) for s in dcn_stages)}
+    if extra and REGISTRY.architecture_of(name).family != "res2net":
+        raise UserError(f"dcn_stages needs a ResNet-style backbone; {name} is a DLA network")
     source = _weights_argument(name, weights)
     model = create_model(name, num_classes=0, output_stride=output_stride, **source, **extra)
     if not isinstance(model, ClassifierBackbone):  # create_model returns the full network here
