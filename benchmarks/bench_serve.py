@@ -148,13 +148,19 @@ def _start_triton(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str,
     command = [str(Path(sys.executable).with_name("res2net")), "serve", "--engine", "triton", "--model", args.model,
                "--served-name", SERVED, "--max-batch-size", str(args.max_batch_size), "--max-latency-ms",
                str(args.max_latency_ms), "--port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    process, _ = _spawn(command, "Triton serving")
+    return process, f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}"
+
+
+def _spawn(command: list[str], ready_prefix: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a server and wait for its first line, which must start with ``ready_prefix``."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
     line = process.stdout.readline()
-    if not line.startswith("Triton serving"):
+    if not line.startswith(ready_prefix):
         process.kill()
-        raise SystemExit(f"triton engine did not start: {line!r}")
-    return process, f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}"
+        raise SystemExit(f"server did not start: {line!r}")
+    return process, line
 
 
 def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -162,12 +168,7 @@ def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
                "--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms)]
     if args.calibration_dir:
         command += ["--calibration-dir", str(args.calibration_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("serving on "):
-        process.kill()
-        raise SystemExit(f"server did not start: {line!r}")
+    process, line = _spawn(command, "serving on ")
     url = line.split()[-1]
     for _ in range(600):
         try:

@@ -9,7 +9,6 @@ stratified split. The same arguments always give the same files.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from res2net.errors import DataError
+
+from .markers import recorded_counts, write_marker
 
 _MARKER = ".res2net-digits.json"
 _JPEG_QUALITY = 95
@@ -57,19 +58,15 @@ def write_digits_dataset(
             img = Image.fromarray(images[index]).resize((image_size, image_size), Image.Resampling.BICUBIC)
             img.convert("RGB").save(folder / f"{index:04d}.jpg", quality=_JPEG_QUALITY)
         counts[split] = len(chosen)
-    (root / _MARKER).write_text(json.dumps({"params": params, "counts": counts}, indent=1))
+    write_marker(root / _MARKER, params, counts)
     return {**counts, "written": True}
 
 
 def _complete_marker(root: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded counts if ``root`` holds a finished dataset made with ``params``, else None."""
-    try:
-        marker = json.loads((root / _MARKER).read_text())
-    except (OSError, ValueError):
+    counts = recorded_counts(root / _MARKER, params)
+    if counts is None:
         return None
-    if marker.get("params") != params:
-        return None
-    counts = marker.get("counts", {})
     for split in ("train", "val"):
         found = sum(1 for _ in (root / split).glob("*/*.jpg"))
         if found != counts.get(split):

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, UserError
+from .markers import recorded_counts, write_marker
 
 MARKER = ".res2net-digits-detection.json"
 NUM_DIGIT_CLASSES = 10
@@ -94,7 +95,7 @@ def write_detection_dataset(
         rng = np.random.default_rng([seed, split_number])
         coco = _write_split(root, split, sorted(chosen.tolist()), images, labels, spec, rng, coco_mask)
         counts[split] = {"images": len(coco["images"]), "objects": len(coco["annotations"])}
-    (root / MARKER).write_text(json.dumps({"params": params, "counts": counts}, indent=1))
+    write_marker(root / MARKER, params, counts)
     return {**counts, "written": True}
 
 
@@ -186,13 +187,9 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def _complete(root: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((root / MARKER).read_text())
-    except (OSError, ValueError):
+    counts = recorded_counts(root / MARKER, params)
+    if counts is None:
         return None
-    if marker.get("params") != params:
-        return None
-    counts = marker.get("counts", {})
     for split in ("train", "val"):
         expected = counts.get(split, {}).get("images")
         if sum(1 for _ in (root / split).glob("*.png")) != expected:
