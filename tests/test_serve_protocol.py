@@ -108,6 +108,15 @@ def test_base64_images_and_requested_outputs() -> None:
     assert decoded.outputs == (RequestedOutput("probabilities", 5, True), RequestedOutput("logits", 0, False))
 
 
+def test_images_in_tritons_n_by_1_shape_decode_the_same() -> None:
+    encoded = [base64.b64encode(b"abc").decode(), base64.b64encode(b"de").decode()]
+    flat = _check(_request([{"name": "image", "shape": [2], "datatype": "BYTES", "data": encoded}]))
+    nested = _check(_request([{"name": "image", "shape": [2, 1], "datatype": "BYTES",
+                               "data": [[item] for item in encoded]}]))
+    assert isinstance(flat, InferRequest) and isinstance(nested, InferRequest)
+    assert flat.images == nested.images == (b"abc", b"de")
+
+
 # --- refusing bad requests ---------------------------------------------------------------
 
 BAD_REQUESTS = {
@@ -134,6 +143,11 @@ BAD_REQUESTS = {
     "no data": (_request([{"name": "input", "shape": [1, *SHAPE], "datatype": "FP32"}]), None, "no 'data'"),
     "image not BYTES": (_request([{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}]), None, "BYTES"),
     "bad base64": (_request([{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["**"]}]), None, "base64"),
+    "image shape [N, 2]": (
+        _request([{"name": "image", "shape": [1, 2], "datatype": "BYTES", "data": ["AA==", "AA=="]}]),
+        None,
+        "[N, 1]",
+    ),
     "image count": (
         _request([{"name": "image", "shape": [2], "datatype": "BYTES", "data": ["AA=="]}]),
         None,

@@ -13,7 +13,7 @@ both encodings clients use:
   (little-endian FP32, or BYTES elements each prefixed with a 4-byte little-endian length).
 
 The model takes exactly one of two inputs: ``input``, an FP32 ``[N, C, H, W]`` batch that
-is already preprocessed, or ``image``, a BYTES ``[N]`` batch of encoded image files.
+is already preprocessed, or ``image``, a BYTES ``[N]`` (or Triton's ``[N, 1]``) batch of encoded image files.
 """
 
 from __future__ import annotations
@@ -220,8 +220,11 @@ def _json_floats(data: object, shape: tuple[int, ...]) -> np.ndarray:
 def _images(tensor: _RawTensor) -> tuple[bytes, ...]:
     if tensor.datatype != "BYTES":
         raise RequestError(f"input {IMAGE_INPUT!r} must be BYTES, got {tensor.datatype}")
-    if len(tensor.shape) != 1 or tensor.shape[0] < 1:
-        raise RequestError(f"input {IMAGE_INPUT!r} must have shape [N] with N >= 1, got {list(tensor.shape)}")
+    # [N], or Triton's [N, 1] for the same batch (a BYTES input of dims [1] there), so one
+    # client works against both engines.
+    if len(tensor.shape) not in (1, 2) or tensor.shape[0] < 1 or tensor.shape[1:] not in ((), (1,)):
+        raise RequestError(f"input {IMAGE_INPUT!r} must have shape [N] or [N, 1] with N >= 1, "
+                           f"got {list(tensor.shape)}")
     count = tensor.shape[0]
     if tensor.raw is not None:
         images = _split_bytes_elements(tensor.raw)
@@ -251,6 +254,8 @@ def _split_bytes_elements(raw: bytes) -> tuple[bytes, ...]:
 def _base64_elements(data: object) -> tuple[bytes, ...]:
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], list):
         data = data[0]
+    if isinstance(data, list) and data and all(isinstance(item, list) and len(item) == 1 for item in data):
+        data = [item[0] for item in data]  # nested like shape [N, 1]
     if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
         raise RequestError(f"input {IMAGE_INPUT!r}: 'data' must be a list of base64 strings")
     try:
