@@ -12,11 +12,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from res2net.errors import DataError
 
+from .digits import load_digits_split
 from .markers import recorded_counts, write_marker
 
 _MARKER = ".res2net-digits.json"
@@ -34,24 +34,16 @@ def write_digits_dataset(
     """
     if image_size < 8:
         raise DataError(f"image_size must be at least 8 (the digits are 8x8), got {image_size}")
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     root = Path(root)
     params = {"image_size": image_size, "val_fraction": val_fraction, "seed": seed}
     existing = _complete_marker(root, params)
     if existing is not None:
         return {**existing, "written": False}
 
-    digits = load_digits()
-    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    labels = digits.target
-    indices = np.arange(len(labels))
-    train_idx, val_idx = train_test_split(indices, test_size=val_fraction, random_state=seed, stratify=labels)
+    digits = load_digits_split(val_fraction, seed)
+    images, labels = digits.images, digits.labels
     counts: dict[str, Any] = {"num_classes": int(labels.max()) + 1}
-    for split, chosen in (("train", train_idx), ("val", val_idx)):
+    for split, chosen in (("train", digits.train), ("val", digits.val)):
         for index in sorted(chosen.tolist()):
             folder = root / split / str(labels[index])
             folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, UserError
+from .digits import load_digits_split
 from .markers import recorded_counts, write_marker
 
 MARKER = ".res2net-digits-detection.json"
@@ -69,31 +70,23 @@ def write_detection_dataset(
     Returns the counts per split and whether anything was written (a complete earlier run with
     the same arguments is left as it is, as for the classification demo).
     """
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     if not 8 <= spec.min_digit_size <= spec.max_digit_size <= spec.canvas_size // 2:
         raise DataError(f"digit sizes must satisfy 8 <= min <= max <= canvas/2, got {spec}")
     try:
         from pycocotools import mask as coco_mask
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:
-        raise UserError(f"the detection demo data needs {exc.name}: pip install 'res2net[detection,train]'") from None
+    except ImportError:
+        raise UserError("the detection demo data needs pycocotools: pip install 'res2net[detection]'") from None
 
     root = Path(root)
     params = {"spec": spec.__dict__, "val_fraction": val_fraction, "seed": seed}
     done = _complete(root, params)
     if done is not None:
         return {**done, "written": False}
-    digits = load_digits()
-    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    labels = digits.target
-    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=seed,
-                                          stratify=labels)
+    digits = load_digits_split(val_fraction, seed)
     counts: dict[str, Any] = {}
-    for split_number, (split, chosen) in enumerate((("train", train_idx), ("val", val_idx))):
+    for split_number, (split, chosen) in enumerate((("train", digits.train), ("val", digits.val))):
         rng = np.random.default_rng([seed, split_number])
-        coco = _write_split(root, split, sorted(chosen.tolist()), images, labels, spec, rng, coco_mask)
+        coco = _write_split(root, split, sorted(chosen.tolist()), digits.images, digits.labels, spec, rng, coco_mask)
         counts[split] = {"images": len(coco["images"]), "objects": len(coco["annotations"])}
     write_marker(root / MARKER, params, counts)
     return {**counts, "written": True}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
@@ -76,6 +76,21 @@ def _normalisation(body: Res2NetFPN, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"image_mean": list(cfg.mean), "image_std": list(cfg.std), **kwargs}
 
 
+D = TypeVar("D", FasterRCNN, MaskRCNN)
+
+
+def _two_stage(
+    detector: type[D], backbone: str, num_classes: int, backbone_weights: str | Path | None, trainable_stages: int,
+    norm: Norm, dcn_stages: Sequence[bool] | None, anchor_sizes: Sequence[int], aspect_ratios: Sequence[float],
+    torchvision_kwargs: dict[str, Any],
+) -> D:
+    """Faster or Mask R-CNN (the same construction) on a Res2Net FPN with one anchor size per level."""
+    body = res2net_fpn(backbone, backbone_weights=backbone_weights, trainable_stages=trainable_stages, norm=norm,
+                       dcn_stages=dcn_stages)
+    return detector(body, num_classes=num_classes, rpn_anchor_generator=_anchors(anchor_sizes, aspect_ratios),
+                    **_normalisation(body, torchvision_kwargs))
+
+
 def fasterrcnn_res2net_fpn(
     backbone: str = "res2net50_v1b",
     *,
@@ -93,10 +108,8 @@ def fasterrcnn_res2net_fpn(
     ``torchvision_kwargs`` go to :class:`torchvision.models.detection.FasterRCNN`
     (``min_size``, ``max_size``, ``box_batch_size_per_image``, ...).
     """
-    body = res2net_fpn(backbone, backbone_weights=backbone_weights, trainable_stages=trainable_stages, norm=norm,
-                       dcn_stages=dcn_stages)
-    return FasterRCNN(body, num_classes=num_classes, rpn_anchor_generator=_anchors(anchor_sizes, aspect_ratios),
-                      **_normalisation(body, torchvision_kwargs))
+    return _two_stage(FasterRCNN, backbone, num_classes, backbone_weights, trainable_stages, norm, dcn_stages,
+                      anchor_sizes, aspect_ratios, torchvision_kwargs)
 
 
 def maskrcnn_res2net_fpn(
@@ -112,10 +125,8 @@ def maskrcnn_res2net_fpn(
     **torchvision_kwargs: Any,
 ) -> MaskRCNN:
     """torchvision's Mask R-CNN on a Res2Net FPN (boxes and instance masks)."""
-    body = res2net_fpn(backbone, backbone_weights=backbone_weights, trainable_stages=trainable_stages, norm=norm,
-                       dcn_stages=dcn_stages)
-    return MaskRCNN(body, num_classes=num_classes, rpn_anchor_generator=_anchors(anchor_sizes, aspect_ratios),
-                    **_normalisation(body, torchvision_kwargs))
+    return _two_stage(MaskRCNN, backbone, num_classes, backbone_weights, trainable_stages, norm, dcn_stages,
+                      anchor_sizes, aspect_ratios, torchvision_kwargs)
 
 
 def retinanet_res2net_fpn(

@@ -8,38 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..errors import DataError
+from ..inference.predict import collect_images, open_image
 from .config import Task
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MASK_THRESHOLD = 0.5
-
-
-def image_files(paths: Sequence[Path]) -> list[Path]:
-    """The files given, with folders expanded to the images inside them (sorted)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise DataError(f"no such image or folder: {path}")
-    if not found:
-        raise DataError(f"no images found in {', '.join(str(p) for p in paths)}")
-    return found
 
 
 def _read(path: Path) -> torch.Tensor:
     try:
-        with Image.open(path) as img:
-            return pil_to_tensor(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
+        return pil_to_tensor(open_image(path))
+    except (OSError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
@@ -50,7 +33,7 @@ def predict_images(
     """Predict and draw each image into ``output``; yields one record per image."""
     model.eval()
     output.mkdir(parents=True, exist_ok=True)
-    for path in image_files(paths):
+    for path in collect_images([str(p) for p in paths]):
         image = _read(path)
         pixels = image.float().div(255).to(device)
         if task in ("detection", "instance"):
