@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -316,6 +317,8 @@ def test_train_resume_evaluate_predict(tiny_detection_dir: Path, tmp_path: Path,
     a = read_dense_checkpoint(straight.checkpoint).model  # type: ignore[arg-type]
     b = read_dense_checkpoint(resumed.checkpoint).model  # type: ignore[arg-type]
     assert resumed.epochs == 2 and all(torch.equal(a[k], b[k]) for k in a), "resume changed the run"
+    saved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert DetectionConfig.from_dict(saved).to_dict() == saved  # the run folder's recipe reads back
     lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 

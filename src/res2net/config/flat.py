@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from .keys import KeySpec
 from .values import CliTokens, closest, coerce, describe, is_bool_type, is_sequence_type
 
 FROM_CLI = "on the command line"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @functools.cache
@@ -59,6 +61,18 @@ def coerce_value(schema: type, name: str, raw: Any, where: str) -> Any:
     """Type-convert and check one value for key ``name`` of ``schema``."""
     spec, tp = specs_of(schema)[name]
     return coerce(name, spec, tp, raw, where)
+
+
+def check_device(device: str) -> None:
+    """The ``device`` key's grammar, shared by every schema that has one."""
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"config key 'device' expects auto, cpu, mps, cuda or cuda:N, got {device!r}")
+
+
+def recipe_yaml(values: Mapping[str, Any]) -> str:
+    """A recipe's plain values as YAML in key order, which the schema reads back unchanged."""
+    text: str = yaml.safe_dump(dict(values), sort_keys=False, default_flow_style=None)
+    return text
 
 
 def load_yaml_document(path: str) -> Any:

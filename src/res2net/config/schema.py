@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from res2net.data.autoaugment import parse_policy
 from res2net.data.transforms import normalize_stats
 from res2net.errors import ConfigError
 
-from .flat import check_keys, coerce_value, specs_of
+from .flat import check_device, check_keys, coerce_value, recipe_yaml, specs_of
 from .keys import AMP, AUGMENTATION, DATASET, LOSS, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, KeySpec, key
 
 _AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
@@ -39,7 +36,6 @@ LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
 }
 #: Optimizers whose implementation is timm's (the ``optim`` extra): ``opt`` -> class in ``timm.optim``.
 TIMM_OPTIMIZERS = {"lion": "Lion", "adan": "Adan"}
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -253,8 +249,7 @@ class Config:
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML that :func:`load_config` reads back to an equal Config."""
-        text: str = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        return text
+        return recipe_yaml(self.to_dict())
 
 
 def key_specs() -> dict[str, tuple[KeySpec, Any]]:
@@ -296,8 +291,7 @@ def build(typed: Mapping[str, Any]) -> Config:
         raise ConfigError("config key 'reduction: none' gives one loss per sample and cannot train; use mean or sum")
     if cfg.opt in TIMM_OPTIMIZERS and importlib.util.find_spec("timm") is None:
         raise ConfigError(f"opt '{cfg.opt}' uses timm's implementation: pip install 'res2net[optim]'")
-    if not _DEVICE.fullmatch(cfg.device):
-        raise ConfigError(f"config key 'device' expects auto, cpu, mps, cuda or cuda:N, got {cfg.device!r}")
+    check_device(cfg.device)
     if isinstance(cfg.re_value, str) and cfg.re_value != "random":
         raise ConfigError(
             f"config key 're_value' expects a number, 'random' or a list of numbers, got {cfg.re_value!r}")

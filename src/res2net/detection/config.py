@@ -11,12 +11,11 @@ keep MindCV's names and meanings (the schedule is :class:`res2net.train.schedule
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config.flat import check_keys, coerce_value, recipe_parser, specs_of, typed_values
+from ..config.flat import check_device, check_keys, coerce_value, recipe_parser, recipe_yaml, specs_of, typed_values
 from ..config.keys import AMP, DATASET, MODEL, OPTIMIZER, SCHEDULER, SYSTEM, VALIDATION, key
 from ..errors import ConfigError
 
@@ -30,7 +29,6 @@ TASKS: dict[str, Task] = {
     "sod_res2net": "saliency",
 }
 SCHEDULERS = ("constant", "cosine_decay", "step_decay", "multi_step_decay", "polynomial_decay")
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: Keys that only some tasks use: key -> the tasks that read it.
 _TASK_KEYS: dict[str, tuple[Task, ...]] = {
     "num_classes": ("detection", "instance", "semantic"),
@@ -150,6 +148,10 @@ class DetectionConfig:
         return {n: list(v) if isinstance(v := getattr(self, n), tuple) else v for n in specs_of(DetectionConfig)
                 if self.task in _TASK_KEYS.get(n, (self.task,)) and not self._one_stage_skips(n)}
 
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML, the run folder's ``config.yaml``."""
+        return recipe_yaml(self.to_dict())
+
     def _one_stage_skips(self, name: str) -> bool:
         return self.model == "retinanet_res2net_fpn" and name == "box_batch_size_per_image"
 
@@ -174,8 +176,7 @@ def build_detection_config(typed: Mapping[str, Any]) -> DetectionConfig:
     if cfg.warmup_epochs >= cfg.epoch_size and cfg.warmup_epochs:
         raise ConfigError(f"config key 'warmup_epochs' ({cfg.warmup_epochs}) must be below epoch_size "
                           f"({cfg.epoch_size})")
-    if not _DEVICE.fullmatch(cfg.device):
-        raise ConfigError(f"config key 'device' expects auto, cpu, mps, cuda or cuda:N, got {cfg.device!r}")
+    check_device(cfg.device)
     if cfg.resume not in ("", "auto") and not cfg.resume.endswith((".pth", ".pt")):
         raise ConfigError(f"config key 'resume' expects '', 'auto' or a .pth checkpoint path, got {cfg.resume!r}")
     return cfg

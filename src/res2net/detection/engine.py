@@ -183,7 +183,7 @@ class DenseTrainer:
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.manager.remove_partial_writes()
-            (self.run_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         self.logger.info(f"training {cfg.model} ({cfg.backbone}) on {len(self.train_set)} images, "
                          f"{len(self.loader)} steps per epoch, {self.ctx.world_size} process(es) on {self.ctx.device}")
         metrics: dict[str, Any] = {}
@@ -228,13 +228,6 @@ def _format(metrics: dict[str, Any]) -> str:
         else:
             shown.append(f"{name} {value}")
     return ", ".join(shown)
-
-
-def _yaml(values: dict[str, Any]) -> str:
-    import yaml
-
-    text: str = yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
-    return text
 
 
 def train_dense(cfg: DetectionConfig) -> DenseResult:
