@@ -235,6 +235,15 @@ def test_none_refused_for_non_optional_key() -> None:
     assert "'lr'" in message and "a number" in message and "None" in message
 
 
+@pytest.mark.parametrize("scheduler", ["one_cycle", "cyclic"])
+@pytest.mark.parametrize("extra", [[], ["--lr_epoch_stair", "True", "--warmup_epochs", "0"]])
+def test_whole_run_schedulers_refuse_warmup_and_stairs(scheduler: str, extra: list[str]) -> None:
+    message = str(error_of(["--scheduler", scheduler, *extra]))  # the default warmup_epochs is 3
+    assert f"'{scheduler}'" in message and "warmup_epochs: 0" in message
+    cfg = load_config(["--scheduler", scheduler, "--warmup_epochs", "0"], purpose="train")
+    assert (cfg.scheduler, cfg.warmup_epochs, cfg.lr_epoch_stair) == (scheduler, 0, False)
+
+
 def test_yaml_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
     # YAML 1.1 reads 1e-4 as a string; recipes write it that way all the time.
     cfg = load_config(["-c", write(tmp_path, "lr: 1e-4\nweight_decay: 5e-5\n")], purpose="train")

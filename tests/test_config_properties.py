@@ -32,6 +32,8 @@ safe_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=1
 
 # Choices the cross-key checks refuse with a reason of their own (a per-sample loss cannot train).
 REFUSED_CHOICES = {"none"}
+# Schedulers that shape the whole run and so refuse a warm-up and per-epoch stairs.
+WHOLE_RUN_SCHEDULERS = {"one_cycle", "cyclic"}
 
 
 def spec_name(spec: KeySpec) -> str:
@@ -98,6 +100,8 @@ def recipes(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         values["re_value"] = draw(st.one_of(
             st.floats(0, 255), st.just("random"), st.lists(st.floats(0, 255), min_size=3, max_size=3).map(tuple)))
+    if "scheduler" in values and canonical("scheduler", values["scheduler"]) in WHOLE_RUN_SCHEDULERS:
+        values.update(warmup_epochs=0, lr_epoch_stair=False)  # they take neither (a cross-key check, unit-tested)
     if draw(st.booleans()):
         values["device"] = draw(st.sampled_from(["auto", "cpu", "cuda", "cuda:3", "mps"]))
     return values
