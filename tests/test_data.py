@@ -27,8 +27,6 @@ from res2net.data import (
 )
 from res2net.errors import DataError
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
-
 
 def jpeg_bytes(size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)

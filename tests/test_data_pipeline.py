@@ -27,10 +27,8 @@ from res2net.data import (
 )
 from res2net.data.autoaugment import NoisyRandAugment
 from res2net.data.color import FloatColorJitter
-from res2net.data.decode import _jpeg_size, decode_rgb, draft_factor
+from res2net.data.decode import ImageDecodeError, _jpeg_frame, decode_rgb, draft_factor
 from res2net.data.transforms import RandomErasing
-
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
 MINDCV_MEAN = (123.675, 116.28, 103.53)
 MINDCV_STD = (58.395, 57.12, 57.375)
@@ -57,8 +55,44 @@ def test_header_size_matches_pillow_for_baseline_and_progressive() -> None:
     for progressive in (False, True):
         buffer = io.BytesIO()
         Image.fromarray(photo(123, 77)).save(buffer, "JPEG", progressive=progressive, exif=b"Exif\x00\x00" + b"x" * 64)
-        assert _jpeg_size(buffer.getvalue()) == (123, 77)
+        assert _jpeg_frame(buffer.getvalue()) == (123, 77, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(photo(31, 17)[..., 0]).save(buffer, "JPEG")
+    assert _jpeg_frame(buffer.getvalue()) == (31, 17, 1)
     assert encoded(50, 20, fmt="PNG").size() == (50, 20)
+
+
+def _pillow_decode(data: bytes, reduce: int, mode: str = "RGB") -> torch.Tensor:
+    img = Image.open(io.BytesIO(data))
+    if reduce > 1:
+        img.draft(mode, (img.size[0] // reduce, img.size[1] // reduce))
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0
+@pytest.mark.parametrize("reduce", [1, 2, 4, 8])
+def test_jpeg_decode_gives_pillows_pixels_at_every_draft_scale(subsampling: int, reduce: int) -> None:
+    """The fast decoder must not change what the pipeline sees: Pillow is what timm and torchvision use."""
+    buffer = io.BytesIO()
+    Image.fromarray(photo(501, 375)).save(buffer, "JPEG", quality=90, subsampling=subsampling)
+    image = EncodedImage(Path("photo.jpg"), buffer.getvalue())
+    pixels, scale = decode_rgb(image, reduce)
+    assert torch.equal(pixels, _pillow_decode(image.data, reduce))
+    assert scale == pixels.shape[2] / 501 and pixels.shape[1:] == (-(-375 // reduce), -(-501 // reduce))
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grey_and_cmyk_jpegs_decode_to_pillows_rgb(mode: str) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(photo(64, 48)).convert(mode).save(buffer, "JPEG", quality=95)
+    pixels, _ = decode_rgb(EncodedImage(Path(f"{mode}.jpg"), buffer.getvalue()))
+    assert pixels.shape == (3, 48, 64) and torch.equal(pixels, _pillow_decode(buffer.getvalue(), 1))
+
+
+def test_truncated_jpeg_is_a_decode_error() -> None:
+    data = encoded(200, 150).data
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated JPEG"):
+        decode_rgb(EncodedImage(Path("cut.jpg"), data[: len(data) // 2]))
 
 
 def test_draft_factor_never_upsamples() -> None:

@@ -3,10 +3,15 @@
 Why the dataset hands the transforms *encoded* images instead of decoded ones: the first
 transform (random-resized crop, or resize + centre crop) knows how large the output will be,
 and with that knowledge a JPEG can be decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT
-scaling (Pillow's ``Image.draft``), which is several times cheaper than a full decode followed
-by a downscale. When no reduction is possible, torchvision's libjpeg-turbo decoder is used: it
-gives the same pixels as Pillow but is ~1.6x faster on this machine because it writes straight
-into a tensor. Everything stays uint8 until the final normalisation.
+scaling, which is cheaper than a full decode followed by a downscale.
+
+JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API into a NumPy array), chosen by
+measurement: on 500x375 photos it decodes in 0.63 ms against torchvision's 0.71 ms and Pillow's
+0.85 ms, with pixels identical to Pillow's at every scale (full and draft 1/2-1/8, 4:4:4 and
+4:2:0), so the pipeline sees what timm's Pillow-based one sees. Its interleaved (H, W, 3) output
+viewed as (3, H, W) is the layout torch's uint8 resize kernels read fastest. Four-channel (CMYK,
+YCCK) JPEGs and every other format go through Pillow, whose colour conversion the references use.
+Everything stays uint8 until the final normalisation.
 
 Any failure to read or decode is raised as :class:`ImageDecodeError`, so the dataset can skip
 exactly those images without also swallowing programming errors in the transforms.
@@ -14,28 +19,29 @@ exactly those images without also swallowing programming errors in the transform
 
 from __future__ import annotations
 
-import functools
 import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_jpeg
-
-# torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency here) and
-# warns on every call; the decoder still works and is the fastest JPEG path we have, so silence
-# exactly that message instead of flooding every epoch's log with it.
-warnings.filterwarnings(
-    "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
-)
 
 _JPEG_MAGIC = b"\xff\xd8"
 _DRAFT_FACTORS = (8, 4, 2)
 # Start-of-frame markers (baseline, progressive, lossless...); C4, C8 and CC are other segments.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+class JpegFrame(NamedTuple):
+    """What a JPEG's start-of-frame segment says: its size and number of colour components."""
+
+    width: int
+    height: int
+    components: int
 
 
 class ImageDecodeError(Exception):
@@ -61,12 +67,15 @@ class EncodedImage:
     def is_jpeg(self) -> bool:
         return self.data[:2] == _JPEG_MAGIC
 
+    def jpeg_frame(self) -> JpegFrame | None:
+        """The JPEG frame header, or None for other formats and JPEGs whose markers look odd."""
+        return _jpeg_frame(self.data) if self.is_jpeg else None
+
     def size(self) -> tuple[int, int]:
         """(width, height) from the header only; no pixel data is decoded."""
-        if self.is_jpeg:
-            size = _jpeg_size(self.data)
-            if size is not None:
-                return size
+        frame = self.jpeg_frame()
+        if frame is not None:
+            return frame.width, frame.height
         with self._open() as img:
             return img.size
 
@@ -80,14 +89,14 @@ class EncodedImage:
 ImageInput = EncodedImage | torch.Tensor | Image.Image
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Read (width, height) from a JPEG's start-of-frame segment; None if the markers look odd.
+def _jpeg_frame(data: bytes) -> JpegFrame | None:
+    """Read a JPEG's start-of-frame segment; None if the markers look odd.
 
     Walking the segment headers is ~10x cheaper than Pillow's ``Image.open`` (plugin probing,
     full header parse), which matters when it runs once per sample; Pillow remains the fallback.
     """
     pos = 2
-    while pos + 9 <= len(data):
+    while pos + 10 <= len(data):
         if data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
@@ -97,7 +106,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in _SOF_MARKERS:
             height = int.from_bytes(data[pos + 5 : pos + 7], "big")
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return (width, height) if width and height else None
+            return JpegFrame(width, height, data[pos + 9]) if width and height else None
         if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # standalone markers carry no length
             pos += 2
             continue
@@ -129,32 +138,22 @@ def decode_rgb(image: ImageInput, reduce: int = 1) -> tuple[torch.Tensor, float]
         return _as_rgb_tensor(image), 1.0
     if isinstance(image, Image.Image):
         return _pil_to_tensor(image), 1.0
-    if image.is_jpeg and reduce == 1 and _torchvision_jpeg_works():
-        return _decode_jpeg_tv(image), 1.0
+    frame = image.jpeg_frame()
+    if frame is not None and frame.components in (1, 3):
+        return _decode_jpeg(image, frame, reduce)
     return _decode_pil(image, reduce)
 
 
-@functools.cache
-def _torchvision_jpeg_works() -> bool:
-    """Whether torchvision's JPEG decoder is usable here (its codec library may be missing or removed).
-
-    Checked once per process on a tiny image: without it, every JPEG would look corrupt.
-    """
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, "JPEG")
+def _decode_jpeg(image: EncodedImage, frame: JpegFrame, reduce: int) -> tuple[torch.Tensor, float]:
+    """simplejpeg's decode at 1/``reduce`` scale (libjpeg rounds the reduced size up, as Pillow's draft does)."""
     try:
-        decoded = decode_jpeg(torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        return False
-    return tuple(decoded.shape) == (3, 8, 8)
-
-
-def _decode_jpeg_tv(image: EncodedImage) -> torch.Tensor:
-    buffer = torch.frombuffer(bytearray(image.data), dtype=torch.uint8)
-    try:
-        return decode_jpeg(buffer, mode=ImageReadMode.RGB)
-    except RuntimeError as err:
-        raise ImageDecodeError(f"{image.path}: corrupt or truncated JPEG") from err
+        pixels = simplejpeg.decode_jpeg(
+            image.data, colorspace="RGB", min_width=-(-frame.width // reduce), min_height=-(-frame.height // reduce),
+            min_factor=reduce,
+        )
+    except ValueError as err:
+        raise ImageDecodeError(f"{image.path}: corrupt or truncated JPEG ({err})") from err
+    return torch.from_numpy(pixels).permute(2, 0, 1), pixels.shape[1] / frame.width
 
 
 def _decode_pil(image: EncodedImage, reduce: int) -> tuple[torch.Tensor, float]:
