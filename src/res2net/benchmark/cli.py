@@ -2,7 +2,8 @@
 
 Every table is one interleaved run in one process (see :mod:`.timing`). ``--json`` prints one
 JSON object instead, with every contender's img/s and its ratio to the reference contender,
-for scripts to read.
+for scripts to read. Train steps also report the step's work and the share of the machine's
+matrix-multiply rate each contender reaches (see :mod:`.roofline`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..models import build_model
 from .contenders import (
     OPENVINO,
     OURS,
@@ -23,6 +25,7 @@ from .contenders import (
     inference_contenders,
     train_step_contenders,
 )
+from .roofline import matmul_gflops, training_gflop_per_image
 from .timing import Timing, format_table, interleaved, peak_rss_mib
 
 
@@ -51,6 +54,17 @@ def _summary(timings: list[Timing], reference: str) -> dict[str, Any]:
         "ratio_to": reference,
         "ratios": {t.name: round(t.per_second / base, 3) for t in timings},
         "seconds_per_round": {t.name: [round(s, 4) for s in t.seconds] for t in timings},
+    }
+
+
+def _roofline(summary: dict[str, Any], model_name: str, image_size: int, dtype: str | None) -> dict[str, Any]:
+    """The step's GFLOP per image, the matrix-product peak at its precision, and each contender's share of it."""
+    gflop = training_gflop_per_image(build_model(model_name), image_size, dtype)
+    peak = matmul_gflops(dtype)
+    return {
+        "gflop_per_image": round(gflop, 3),
+        "matmul_peak_gflops": round(peak, 1),
+        "share_of_peak": {name: round(rate * gflop / peak, 3) for name, rate in summary["img_per_s"].items()},
     }
 
 
@@ -90,11 +104,15 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 timings = interleaved(contenders, rounds=args.rounds, items=batch)
                 summary = _summary(timings, TIMM_TRAIN)
                 summary["compile_warmup_seconds"] = compile_seconds
+                summary.update(_roofline(summary, args.model, args.image_size, dtype))
                 results.setdefault("train", {}).setdefault(str(batch), {})[label] = summary
                 if compile_seconds is not None and not args.json:
                     print(f"torch.compile warm-up (first two steps): {compile_seconds} s")
                 if not args.json:
                     print(format_table(f"train step, batch {batch}, {label}:", timings))
+                    shares = ", ".join(f"{name} {share:.0%}" for name, share in summary["share_of_peak"].items())
+                    print(f"work {summary['gflop_per_image']} GFLOP per image; {label} matrix product "
+                          f"{summary['matmul_peak_gflops']} GFLOP/s here; share of it: {shares}")
         if args.what in ("inference", "all"):
             calibration = torch.randn(32, 3, args.image_size, args.image_size,
                                       generator=torch.Generator().manual_seed(1))
