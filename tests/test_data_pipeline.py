@@ -28,7 +28,7 @@ from res2net.data import (
 from res2net.data.autoaugment import NoisyRandAugment
 from res2net.data.color import FloatColorJitter
 from res2net.data.decode import ImageDecodeError, _jpeg_frame, decode_rgb, draft_factor
-from res2net.data.transforms import RandomErasing
+from res2net.data.transforms import RandomErasing, ToNormalizedFloat
 
 MINDCV_MEAN = (123.675, 116.28, 103.53)
 MINDCV_STD = (58.395, 57.12, 57.375)
@@ -195,6 +195,19 @@ def test_float_color_jitter_factors() -> None:
     assert torch.allclose(FloatColorJitter(0, 0.9, 0.9)(grey.clone()), grey, atol=1e-5)
     with pytest.raises(ValueError, match="hue must be in"):
         FloatColorJitter(0, 0, 0, 0.7)
+
+
+def test_float_color_jitter_on_the_0_255_scale_is_the_0_1_jitter_scaled() -> None:
+    image = torch.rand(3, 20, 20)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        unit = FloatColorJitter(0.4, 0.4, 0.4)(image.clone())
+        torch.manual_seed(seed)
+        wide = FloatColorJitter(0.4, 0.4, 0.4, peak=255.0)(image * 255)
+        assert torch.allclose(wide / 255, unit, atol=1e-5)
+        assert wide.min() >= 0 and wide.max() <= 255
+    with pytest.raises(ValueError, match="needs peak=255"):
+        ToNormalizedFloat((0.5,) * 3, (0.25,) * 3, FloatColorJitter(0.4, 0.4, 0.4))
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,8 @@ class FloatColorJitter:
 
     Factors are drawn uniformly from ``[max(0, 1 - v), 1 + v]`` (hue from ``[-v, v]``, v <= 0.5)
     and applied in a random order, like torchvision's ColorJitter. ``peak`` is the value of white
-    (1.0 for images in [0, 1], 255.0 for images still on the 0-255 scale); results are clamped to
-    ``[0, peak]`` after each operation, as torchvision clamps to [0, 1].
+    (1.0 for images in [0, 1], 255.0 for images still on the 0-255 scale); an image in ``[0, peak]``
+    stays in it after each operation, as torchvision clamps to [0, 1] after each.
     """
 
     def __init__(
