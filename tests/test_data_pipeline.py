@@ -62,10 +62,10 @@ def test_header_size_matches_pillow_for_baseline_and_progressive() -> None:
     assert encoded(50, 20, fmt="PNG").size() == (50, 20)
 
 
-def _pillow_decode(data: bytes, reduce: int, mode: str = "RGB") -> torch.Tensor:
+def _pillow_decode(data: bytes, reduce: int) -> torch.Tensor:
     img = Image.open(io.BytesIO(data))
     if reduce > 1:
-        img.draft(mode, (img.size[0] // reduce, img.size[1] // reduce))
+        img.draft("RGB", (img.size[0] // reduce, img.size[1] // reduce))
     return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
 
 

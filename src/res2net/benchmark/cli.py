@@ -57,10 +57,8 @@ def _summary(timings: list[Timing], reference: str) -> dict[str, Any]:
     }
 
 
-def _roofline(summary: dict[str, Any], model_name: str, image_size: int, dtype: str | None) -> dict[str, Any]:
+def _roofline(summary: dict[str, Any], gflop: float, peak: float) -> dict[str, Any]:
     """The step's GFLOP per image, the matrix-product peak at its precision, and each contender's share of it."""
-    gflop = training_gflop_per_image(build_model(model_name), image_size, dtype)
-    peak = matmul_gflops(dtype)
     return {
         "gflop_per_image": round(gflop, 3),
         "matmul_peak_gflops": round(peak, 1),
@@ -90,9 +88,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{args.model} vs timm {args.timm_model}, {args.image_size}px, {torch.get_num_threads()} threads, "
               f"{args.rounds} interleaved rounds, medians")
+    precisions = (("fp32", None), ("bf16", "bfloat16"))
+    if args.what in ("train", "all"):
+        # The same operations run at either precision and any batch size: one count, one peak per precision.
+        gflop = training_gflop_per_image(build_model(args.model), args.image_size, None)
+        peaks = {label: matmul_gflops(dtype) for label, dtype in precisions}
     for batch in args.batch_size:
         if args.what in ("train", "all"):
-            for label, dtype in (("fp32", None), ("bf16", "bfloat16")):
+            for label, dtype in precisions:
                 contenders = train_step_contenders(args.model, args.timm_model, batch, args.image_size, dtype,
                                                    compiled=args.compile)
                 compile_seconds = None
@@ -104,7 +107,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 timings = interleaved(contenders, rounds=args.rounds, items=batch)
                 summary = _summary(timings, TIMM_TRAIN)
                 summary["compile_warmup_seconds"] = compile_seconds
-                summary.update(_roofline(summary, args.model, args.image_size, dtype))
+                summary.update(_roofline(summary, gflop, peaks[label]))
                 results.setdefault("train", {}).setdefault(str(batch), {})[label] = summary
                 if compile_seconds is not None and not args.json:
                     print(f"torch.compile warm-up (first two steps): {compile_seconds} s")

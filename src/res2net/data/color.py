@@ -85,20 +85,16 @@ class FloatColorJitter:
 
 
 @functools.cache
-def _weights(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _grey_weights(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.tensor(_GREY, dtype=dtype, device=device)
-
-
-def _grey_weights(image: torch.Tensor) -> torch.Tensor:
-    return _weights(image.dtype, image.device)
 
 
 def _grey(image: torch.Tensor) -> torch.Tensor:
     """The (1, H, W) luma image (ITU-R 601, torchvision's weights), as one matrix product."""
     height, width = image.shape[-2:]
-    return (_grey_weights(image) @ image.reshape(3, -1)).view(1, height, width)
+    return (_grey_weights(image.dtype, image.device) @ image.reshape(3, -1)).view(1, height, width)
 
 
 def _grey_mean(image: torch.Tensor) -> torch.Tensor:
     """The luma image's mean (a 0-d tensor), from the channel means without forming the image."""
-    return torch.dot(image.mean((1, 2)), _grey_weights(image))
+    return torch.dot(image.mean((1, 2)), _grey_weights(image.dtype, image.device))

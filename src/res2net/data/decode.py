@@ -19,6 +19,7 @@ exactly those images without also swallowing programming errors in the transform
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -67,13 +68,17 @@ class EncodedImage:
     def is_jpeg(self) -> bool:
         return self.data[:2] == _JPEG_MAGIC
 
+    @functools.cached_property
     def jpeg_frame(self) -> JpegFrame | None:
-        """The JPEG frame header, or None for other formats and JPEGs whose markers look odd."""
+        """The JPEG frame header, or None for other formats and JPEGs whose markers look odd.
+
+        Read once per image: the crop step needs the size and the decoder the components.
+        """
         return _jpeg_frame(self.data) if self.is_jpeg else None
 
     def size(self) -> tuple[int, int]:
         """(width, height) from the header only; no pixel data is decoded."""
-        frame = self.jpeg_frame()
+        frame = self.jpeg_frame
         if frame is not None:
             return frame.width, frame.height
         with self._open() as img:
@@ -138,7 +143,7 @@ def decode_rgb(image: ImageInput, reduce: int = 1) -> tuple[torch.Tensor, float]
         return _as_rgb_tensor(image), 1.0
     if isinstance(image, Image.Image):
         return _pil_to_tensor(image), 1.0
-    frame = image.jpeg_frame()
+    frame = image.jpeg_frame
     if frame is not None and frame.components in (1, 3):
         return _decode_jpeg(image, frame, reduce)
     return _decode_pil(image, reduce)
