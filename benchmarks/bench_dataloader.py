@@ -13,7 +13,10 @@ one DataLoader worker gets), a full pass over the folder through
 with the MindCV Res2Net recipe's augmentation (RandomResizedCrop 0.08-1, ratio 3/4-4/3, bilinear,
 hflip 0.5, colour jitter 0.4, random erasing 0.5). Rounds alternate between the two; medians and
 their ratio, and the median of the per-round ratios (robust to the machine's speed drifting
-between rounds), are printed.
+between rounds), are printed. Then, on the same files, what the pipeline is made of: ms per JPEG
+for our decoder (simplejpeg) against torchvision's and Pillow's (asserting they give the same
+pixels), us per crop resized from a strided view against an interleaved copy, and ms per image
+in each step of our train transform.
 
     python benchmarks/bench_dataloader.py [--images 200] [--rounds 7]
 """
@@ -21,19 +24,30 @@ between rounds), are printed.
 from __future__ import annotations
 
 import argparse
+import io
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from torchvision.io import decode_jpeg
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
+from res2net.benchmark import interleaved as interleaved_timings
 from res2net.data import ImageFolderDataset, build_loader, build_train_transform
+from res2net.data.decode import EncodedImage, decode_rgb
 from res2net.data.shards import ShardIndex, ShardStream, write_shards
+from res2net.data.transforms import RandomResizedCropDecode, interleaved
+
+# torchvision's decoder, timed here as the alternative ours was chosen over, warns on every call.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
 
 RECIPE = dict(
     scale=(0.08, 1.0), ratio=(0.75, 1.333), interpolation="bilinear", hflip=0.5, color_jitter=0.4, re_prob=0.5
@@ -86,6 +100,60 @@ def batches_per_second(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> 
     return count / (time.perf_counter() - start)
 
 
+def _ms_per_item(passes: dict[str, Callable[[], object]], count: int, rounds: int) -> dict[str, float]:
+    """Median ms per item of each pass over ``count`` items, the passes interleaved round by round."""
+    return {t.name: t.median / count * 1e3 for t in interleaved_timings(passes, rounds=rounds, items=count)}
+
+
+def decoder_ms(files: list[bytes], rounds: int) -> dict[str, float]:
+    """ms per JPEG for our decoder (simplejpeg) and the two it was chosen over, which must give its pixels."""
+    ours = [decode_rgb(EncodedImage(Path("x.jpg"), data))[0] for data in files[:8]]
+    for data, pixels in zip(files, ours):
+        assert torch.equal(pixels, decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)))
+        pillow = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert torch.equal(pixels, torch.from_numpy(pillow).permute(2, 0, 1))
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "simplejpeg (ours)": lambda data: decode_rgb(EncodedImage(Path("x.jpg"), data)),
+        "torchvision": lambda data: decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)),
+        "Pillow": lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+    }
+    passes = {name: (lambda d=decode: [d(data) for data in files]) for name, decode in decoders.items()}
+    return _ms_per_item(passes, len(files), rounds)
+
+
+def resize_input_us(files: list[bytes], rounds: int) -> dict[str, float]:
+    """us per crop resized to 224: the crop as a strided view of the decoded image, or copied interleaved first."""
+    crop = RandomResizedCropDecode(224, scale=RECIPE["scale"], ratio=RECIPE["ratio"],
+                                   interpolation=InterpolationMode.BILINEAR)
+    crops = []
+    for data in files:
+        pixels, _ = decode_rgb(EncodedImage(Path("x.jpg"), data))
+        top, left, h, w = crop.box(pixels.shape[2], pixels.shape[1])
+        crops.append(pixels[:, top : top + h, left : left + w])
+    ways = {"strided view": lambda c: c, "interleaved copy (ours)": interleaved}
+    passes = {name: (lambda w=way: [F.resize(w(c), [224, 224], antialias=True) for c in crops])
+              for name, way in ways.items()}
+    return {name: 1e3 * ms for name, ms in _ms_per_item(passes, len(crops), rounds).items()}
+
+
+def stage_ms(dataset: ImageFolderDataset, rounds: int) -> dict[str, float]:
+    """ms per image spent in each step of our train transform (the first step decodes, crops and resizes)."""
+    steps = dataset.transform.transforms
+    totals = {type(step).__name__: [] for step in steps}
+    for _ in range(rounds):
+        spent = dict.fromkeys(totals, 0.0)
+        for i in range(len(dataset)):
+            value = EncodedImage.read(dataset.samples[i][0])
+            torch.manual_seed(i)
+            for step in steps:
+                start = time.perf_counter()
+                value = step(value)
+                spent[type(step).__name__] += time.perf_counter() - start
+        for name, seconds in spent.items():
+            totals[name].append(seconds / len(dataset) * 1e3)
+    return {name: statistics.median(values) for name, values in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -117,6 +185,10 @@ def main() -> None:
             rates["timm"].append(images_per_second(theirs, False))
             rates["folder batches"].append(batches_per_second(folder_loader))
             rates["shard batches"].append(batches_per_second(stream))
+        files = [path.read_bytes() for path, _ in ours.samples]
+        decoders = decoder_ms(files, args.rounds)
+        resize = resize_input_us(files, args.rounds)
+        stages = stage_ms(ours, args.rounds)
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, timm {timm.__version__}")
     print(f"{args.images} JPEGs 500x375, train transform to 224, 1 thread, {args.rounds} interleaved rounds")
@@ -131,6 +203,10 @@ def main() -> None:
           f"(rounds {per_round[0]:.2f}-{per_round[-1]:.2f}x)")
     shard_ratio = statistics.median(rates["shard batches"]) / statistics.median(rates["folder batches"])
     print(f"ratio (shard batches / folder batches, both collated by one worker, medians): {shard_ratio:.2f}x")
+    print("decoders, ms per JPEG (same pixels):",
+          ", ".join(f"{name} {ms:.3f}" for name, ms in decoders.items()))
+    print("resize input, us per crop to 224:", ", ".join(f"{name} {us:.0f}" for name, us in resize.items()))
+    print("our train transform, ms per image by step:", ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items()))
 
 
 if __name__ == "__main__":
