@@ -15,8 +15,9 @@ hflip 0.5, colour jitter 0.4, random erasing 0.5). Rounds alternate between the 
 their ratio, and the median of the per-round ratios (robust to the machine's speed drifting
 between rounds), are printed. Then, on the same files, what the pipeline is made of: ms per JPEG
 for our decoder (simplejpeg) against torchvision's and Pillow's (asserting they give the same
-pixels), us per crop resized from a strided view against an interleaved copy, and ms per image
-in each step of our train transform.
+pixels), ms per JPEG at each of libjpeg-turbo's DCT scales (1/8 to 8/8), us per crop resized
+from a strided view against an interleaved copy, and ms per image in each step of our train
+transform.
 
     python benchmarks/bench_dataloader.py [--images 200] [--rounds 7]
 """
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image, ImageDraw
 from torchvision.io import decode_jpeg
@@ -121,6 +123,22 @@ def decoder_ms(files: list[bytes], rounds: int) -> dict[str, float]:
     return _ms_per_item(passes, len(files), rounds)
 
 
+def decode_scale_ms(files: list[bytes], rounds: int) -> dict[str, float]:
+    """ms per JPEG decoded at each of libjpeg-turbo's DCT scales M/8 (simplejpeg picks the smallest
+    scale that keeps the minimum size asked for): why the pipeline uses only 1/2, 1/4 and 1/8."""
+    sizes = [simplejpeg.decode_jpeg_header(data)[:2] for data in files]
+    passes = {}
+    for eighths in (8, 7, 6, 5, 4, 3, 2, 1):
+        wanted = [(-(-height * eighths // 8), -(-width * eighths // 8)) for height, width in sizes]
+        decoded = simplejpeg.decode_jpeg(files[0], colorspace="RGB", min_height=wanted[0][0], min_width=wanted[0][1])
+        assert decoded.shape[:2] == wanted[0], (eighths, decoded.shape, wanted[0])
+        passes[f"{eighths}/8"] = lambda wanted=wanted: [
+            simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=h, min_width=w)
+            for data, (h, w) in zip(files, wanted)
+        ]
+    return _ms_per_item(passes, len(files), rounds)
+
+
 def resize_input_us(files: list[bytes], rounds: int) -> dict[str, float]:
     """us per crop resized to 224: the crop as a strided view of the decoded image, or copied interleaved first."""
     crop = RandomResizedCropDecode(224, scale=RECIPE["scale"], ratio=RECIPE["ratio"],
@@ -187,6 +205,7 @@ def main() -> None:
             rates["shard batches"].append(batches_per_second(stream))
         files = [path.read_bytes() for path, _ in ours.samples]
         decoders = decoder_ms(files, args.rounds)
+        scales = decode_scale_ms(files, args.rounds)
         resize = resize_input_us(files, args.rounds)
         stages = stage_ms(ours, args.rounds)
 
@@ -205,6 +224,7 @@ def main() -> None:
     print(f"ratio (shard batches / folder batches, both collated by one worker, medians): {shard_ratio:.2f}x")
     print("decoders, ms per JPEG (same pixels):",
           ", ".join(f"{name} {ms:.3f}" for name, ms in decoders.items()))
+    print("simplejpeg at each DCT scale, ms per JPEG:", ", ".join(f"{name} {ms:.3f}" for name, ms in scales.items()))
     print("resize input, us per crop to 224:", ", ".join(f"{name} {us:.0f}" for name, us in resize.items()))
     print("our train transform, ms per image by step:", ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items()))
 
