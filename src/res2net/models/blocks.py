@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from .deform import DeformableConv2d
+from .pointwise import PointwiseConv2d
 
 
 def _conv3x3(width: int, stride: int, dilation: int, groups: int, deformable: bool) -> nn.Module:
@@ -69,7 +70,7 @@ class Bottle2neck(nn.Module):
         self.stage_first = stage_first
         num_convs = max(1, scale - 1)
 
-        self.conv1 = nn.Conv2d(in_channels, width * scale, 1, bias=False)
+        self.conv1 = PointwiseConv2d(in_channels, width * scale)
         self.bn1 = nn.BatchNorm2d(width * scale)
         self.convs = nn.ModuleList(
             _conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs)
@@ -77,7 +78,7 @@ class Bottle2neck(nn.Module):
         self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(num_convs))
         pooled = stage_first and scale > 1 and (stride > 1 or pool_unstrided)
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if pooled else None
-        self.conv3 = nn.Conv2d(width * scale, out_channels, 1, bias=False)
+        self.conv3 = PointwiseConv2d(width * scale, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample

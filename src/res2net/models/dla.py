@@ -16,6 +16,7 @@ from torch import nn
 
 from .blocks import Bottle2neck
 from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometry
+from .pointwise import PointwiseConv2d
 
 DLA_EXPANSION = 2
 
@@ -71,7 +72,7 @@ class DlaRoot(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv = PointwiseConv2d(in_channels, out_channels)
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
@@ -122,7 +123,7 @@ class DlaTree(nn.Module):
             )
             if in_channels != out_channels:
                 self.project = nn.Sequential(
-                    nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+                    PointwiseConv2d(in_channels, out_channels), nn.BatchNorm2d(out_channels)
                 )
             self.root = DlaRoot(root_dim, out_channels)
         else:

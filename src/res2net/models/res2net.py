@@ -16,6 +16,7 @@ from torch import nn
 
 from .blocks import Bottle2neck
 from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometry
+from .pointwise import PointwiseConv2d
 
 StemType = Literal["plain", "deep"]
 ShortcutType = Literal["conv", "avgpool"]
@@ -50,7 +51,7 @@ def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: i
     """
     if kind == "conv":
         return nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            PointwiseConv2d(in_channels, out_channels, stride=stride),
             nn.BatchNorm2d(out_channels),
         )
     pool: nn.Module = (
@@ -58,7 +59,7 @@ def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: i
     )
     return nn.Sequential(
         pool,
-        nn.Conv2d(in_channels, out_channels, 1, stride=1, bias=False),
+        PointwiseConv2d(in_channels, out_channels),
         nn.BatchNorm2d(out_channels),
     )
 
