@@ -6,9 +6,9 @@ script measures why and where, on one network at one input size:
 * every distinct 1x1 convolution of the network (shape as it runs in the step), forward and
   backward, oneDNN's convolution against the GEMM path, interleaved, with the ratio and how
   often the shape occurs;
-* the whole training step (channels_last, fused momentum SGD, autocast at ``--precision``) with
-  the GEMM path as shipped against ``gemm_max_positions = 0`` (every 1x1 a convolution),
-  interleaved round by round.
+* the whole training step (``profile_train_step.make_step``: channels_last, fused momentum SGD,
+  autocast at ``--precision``) with the GEMM path as shipped against ``gemm_max_positions = 0``
+  (every 1x1 a convolution), interleaved round by round.
 
     python benchmarks/bench_pointwise.py [--image-size 32] [--batch-size 32] [--precision fp32]
 """
@@ -19,14 +19,13 @@ import argparse
 from collections import Counter
 
 import torch
-import torch.nn.functional as F
+from profile_train_step import DTYPES, make_step  # the sibling script's training step (run from benchmarks/)
 
 from res2net.benchmark import format_table, interleaved
 from res2net.evaluate import autocast_context
 from res2net.models import build_model
 from res2net.models.pointwise import PointwiseConv2d
 
-DTYPES = {"fp32": None, "bf16": "bfloat16"}
 SHIPPED_LIMIT = PointwiseConv2d.gemm_max_positions
 # (batch, in, out, height, width, stride) of one 1x1 convolution's input
 Shape = tuple[int, int, int, int, int, int]
@@ -77,20 +76,6 @@ def layer_step(shape: Shape, dtype: str | None):
     return step
 
 
-def train_step(model: torch.nn.Module, images: torch.Tensor, dtype: str | None):
-    targets = torch.randint(0, 1000, (images.shape[0],))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=True)
-
-    def step() -> None:
-        with autocast_context(images.device, dtype):
-            logits = model(images)
-        F.cross_entropy(logits.float(), targets).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="res2net50")
@@ -128,7 +113,7 @@ def main() -> None:
     print("  all 1x1 convolutions of one step: " + ", ".join(
         f"{path} {seconds * 1e3:.1f} ms ({totals['conv'] / seconds:.2f}x)" for path, seconds in totals.items()))
 
-    step = train_step(model.train(), images, dtype)
+    step = make_step(model.train(), args.batch_size, args.image_size, dtype)
     timings = interleaved({"every 1x1 a convolution (limit 0)": with_limit(0, step),
                            f"GEMM up to {SHIPPED_LIMIT} positions (shipped)": step},
                           rounds=args.rounds, items=args.batch_size)

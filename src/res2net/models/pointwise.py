@@ -6,8 +6,8 @@ few positions. That is where Res2Net keeps most of its weights: the last two sta
 14x14 and 7x7 for ImageNet crops and at 2x2 and 1x1 for small images such as the README's
 digits. ``benchmarks/bench_pointwise.py`` times every 1x1 convolution of a network both
 ways, forward and backward (2 Xeon cores, fp32): 1.1-6.9x faster as a GEMM in res2net50 at
-32 px (8x8 down to 1x1; the training step 1.61x), 1.07-1.41x at 224 px's 14x14 and 7x7,
-about even at 28x28 and slower at 56x56 (0.66-0.99x). So while training on CPU, on inputs
+32 px (8x8 down to 1x1; the training step 1.61x), 1.08-1.35x at 224 px's 14x14 and 7x7,
+0.87-1.08x at 28x28 and 0.65-1.03x at 56x56. So while training on CPU, on inputs
 of at most ``gemm_max_positions`` positions, this module computes the same product with
 ``F.linear`` (channels-last input) or ``torch.matmul`` (NCHW input). Everywhere else
 (eval, no-grad, GPU, export, large maps) it is an ordinary ``nn.Conv2d``: same
