@@ -1,0 +1,87 @@
+"""BatchNorm + ReLU, forward and backward in training mode, by precision and memory format.
+
+``profile_train_step.py --precision bf16`` puts BatchNorm backward and forward at about a
+quarter of an eager bf16 step. This asks whether that is the channels_last bf16 kernel: each
+of Res2Net-50's BatchNorm shapes at 224 px is timed, interleaved, as
+
+* ``fp32 NCHW`` / ``fp32 NHWC``: float32 input, contiguous or channels_last;
+* ``bf16 NCHW`` / ``bf16 NHWC``: bfloat16 input (what autocast hands BatchNorm after a
+  convolution), float32 affine parameters and statistics, as in an autocast step;
+* ``bf16 NHWC via NCHW``: the channels_last bfloat16 input made contiguous, normalised, and
+  returned to channels_last — what a layer that avoids the NHWC kernel would pay.
+
+Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in.
+
+    python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from res2net.benchmark import interleaved
+
+# (channels, spatial size) of Res2Net-50's BatchNorms at 224 px: stem, then per stage the wide
+# 1x1 output, one scale split, and the block output.
+SHAPES = [(64, 112), (104, 56), (26, 56), (256, 56), (208, 28), (52, 28), (512, 28),
+          (416, 14), (1024, 14), (832, 7), (2048, 7)]
+
+
+def bn_relu_step(x: torch.Tensor, bn: torch.nn.BatchNorm2d, via_nchw: bool) -> Callable[[], None]:
+    """One forward + backward of ReLU(BatchNorm(x)), the way a block runs it in training."""
+    x = x.detach().requires_grad_(True)
+
+    def step() -> None:
+        inputs = x.contiguous() if via_nchw else x
+        out = F.relu(bn(inputs))
+        if via_nchw:
+            out = out.contiguous(memory_format=torch.channels_last)
+        out.backward(torch.ones_like(out))
+        x.grad = None
+        bn.weight.grad = bn.bias.grad = None
+
+    return step
+
+
+def contenders_for(batch: int, channels: int, size: int) -> dict[str, Callable[[], None]]:
+    bn = torch.nn.BatchNorm2d(channels)
+    base = torch.randn(batch, channels, size, size)
+    nhwc = torch.channels_last
+    return {
+        "bf16 NHWC": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), bn, False),
+        "bf16 NCHW": bn_relu_step(base.bfloat16(), bn, False),
+        "bf16 NHWC via NCHW": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), bn, True),
+        "fp32 NHWC": bn_relu_step(base.contiguous(memory_format=nhwc), bn, False),
+        "fp32 NCHW": bn_relu_step(base, bn, False),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    totals: dict[str, float] = {}
+    names: list[str] = []
+    for channels, size in SHAPES:
+        timings = interleaved(contenders_for(args.batch_size, channels, size), rounds=args.rounds,
+                              items=args.batch_size, warmup=2)
+        names = [timing.name for timing in timings]
+        baseline = timings[0].median
+        cells = "  ".join(f"{t.name} {t.median * 1e3:7.2f} ms ({baseline / t.median:4.2f}x)" for t in timings)
+        print(f"{channels:5d}x{size:<3d} {cells}", flush=True)
+        for timing in timings:
+            totals[timing.name] = totals.get(timing.name, 0.0) + timing.median
+    print("sum of medians over the shapes (one of each), speed relative to bf16 NHWC:")
+    for name in names:
+        print(f"  {name:20s} {totals[name] * 1e3:8.2f} ms  {totals[names[0]] / totals[name]:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
