@@ -15,7 +15,8 @@ hflip 0.5, colour jitter 0.4, random erasing 0.5). Rounds alternate between the 
 their ratio, and the median of the per-round ratios (robust to the machine's speed drifting
 between rounds), are printed. Then, on the same files, what the pipeline is made of: ms per JPEG
 for our decoder (simplejpeg) against torchvision's and Pillow's (asserting they give the same
-pixels), ms per JPEG at each of libjpeg-turbo's DCT scales (1/8 to 8/8), us per crop resized
+pixels), ms per JPEG at each of libjpeg-turbo's DCT scales (1/8 to 8/8), ms per JPEG to get the
+recipe's crop boxes by decoding the whole image or only the box, us per crop resized
 from a strided view against an interleaved copy, and ms per image in each step of our train
 transform.
 
@@ -43,7 +44,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from res2net.benchmark import interleaved as interleaved_timings
-from res2net.data import ImageFolderDataset, build_loader, build_train_transform
+from res2net.data import ImageFolderDataset, build_loader, build_train_transform, jpeg_region
 from res2net.data.decode import EncodedImage, decode_rgb
 from res2net.data.shards import ShardIndex, ShardStream, write_shards
 from res2net.data.transforms import RandomResizedCropDecode, interleaved
@@ -139,6 +140,25 @@ def decode_scale_ms(files: list[bytes], rounds: int) -> dict[str, float]:
     return _ms_per_item(passes, len(files), rounds)
 
 
+def region_decode_ms(files: list[bytes], rounds: int) -> dict[str, float]:
+    """ms per JPEG to get the recipe's random-resized crop boxes: the whole image decoded and sliced,
+    or only the box decoded (libjpeg-turbo 3's cropping region, ``res2net.data.jpeg_region``)."""
+    if not jpeg_region.available():
+        return {}
+    crop = RandomResizedCropDecode(224, scale=RECIPE["scale"], ratio=RECIPE["ratio"],
+                                   interpolation=InterpolationMode.BILINEAR)
+    boxes = []
+    for data in files:
+        frame = EncodedImage(Path("x.jpg"), data).jpeg_frame
+        boxes.append(crop.box(frame.width, frame.height))
+    passes = {
+        "whole + slice": lambda: [decode_rgb(EncodedImage(Path("x.jpg"), data))[0][:, t : t + h, x : x + w]
+                                  for data, (t, x, h, w) in zip(files, boxes)],
+        "region (ours)": lambda: [jpeg_region.decode_region(data, box) for data, box in zip(files, boxes)],
+    }
+    return _ms_per_item(passes, len(files), rounds)
+
+
 def resize_input_us(files: list[bytes], rounds: int) -> dict[str, float]:
     """us per crop resized to 224: the crop as a strided view of the decoded image, or copied interleaved first."""
     crop = RandomResizedCropDecode(224, scale=RECIPE["scale"], ratio=RECIPE["ratio"],
@@ -206,6 +226,7 @@ def main() -> None:
         files = [path.read_bytes() for path, _ in ours.samples]
         decoders = decoder_ms(files, args.rounds)
         scales = decode_scale_ms(files, args.rounds)
+        regions = region_decode_ms(files, args.rounds)
         resize = resize_input_us(files, args.rounds)
         stages = stage_ms(ours, args.rounds)
 
@@ -225,6 +246,8 @@ def main() -> None:
     print("decoders, ms per JPEG (same pixels):",
           ", ".join(f"{name} {ms:.3f}" for name, ms in decoders.items()))
     print("simplejpeg at each DCT scale, ms per JPEG:", ", ".join(f"{name} {ms:.3f}" for name, ms in scales.items()))
+    print("crop boxes, ms per JPEG:", ", ".join(f"{name} {ms:.3f}" for name, ms in regions.items())
+          if regions else "crop boxes: no libturbojpeg 3 (the fastjpeg extra), whole images are decoded")
     print("resize input, us per crop to 224:", ", ".join(f"{name} {us:.0f}" for name, us in resize.items()))
     print("our train transform, ms per image by step:", ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items()))
 

@@ -32,6 +32,8 @@ import simplejpeg
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from res2net.data import jpeg_region
+
 _JPEG_MAGIC = b"\xff\xd8"
 _DRAFT_FACTORS = (8, 4, 2)
 # Start-of-frame markers (baseline, progressive, lossless...); C4, C8 and CC are other segments.
@@ -148,6 +150,36 @@ def decode_rgb(image: ImageInput, reduce: int = 1) -> tuple[torch.Tensor, float]
     if frame is not None and frame.components in (1, 3):
         return _decode_jpeg(image, frame, reduce)
     return _decode_pil(image, reduce)
+
+
+def decode_crop(image: ImageInput, box: tuple[int, int, int, int], reduce: int = 1) -> torch.Tensor:
+    """The uint8 (3, h, w) pixels of ``box`` = (top, left, h, w), given in the original image's
+    coordinates, from the image decoded at 1/``reduce`` (the box scaled to match).
+
+    JPEGs decode only that region where libjpeg-turbo 3 is installed (:mod:`res2net.data.jpeg_region`,
+    same pixels); everything else is decoded whole and sliced. The result may be a strided view.
+    """
+    frame = image.jpeg_frame if isinstance(image, EncodedImage) else None
+    if frame is not None and frame.components in (1, 3) and jpeg_region.available():
+        scaled = (-(-frame.height // reduce), -(-frame.width // reduce))
+        region = _scaled_box(box, scaled[1] / frame.width, scaled)
+        pixels = jpeg_region.decode_region(image.data, region, reduce)
+        if pixels is not None:
+            return torch.from_numpy(pixels).permute(2, 0, 1)
+    pixels, scale = decode_rgb(image, reduce)
+    top, left, h, w = _scaled_box(box, scale, pixels.shape[1:])
+    return pixels[:, top : top + h, left : left + w]
+
+
+def _scaled_box(
+    box: tuple[int, int, int, int], scale: float, shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """``box`` in the coordinates of the image decoded at ``scale`` (of size ``shape`` = (H, W)), kept inside it."""
+    top, left, h, w = box
+    if scale == 1.0:
+        return box
+    top, left = int(top * scale), int(left * scale)
+    return top, left, max(1, min(round(h * scale), shape[0] - top)), max(1, min(round(w * scale), shape[1] - left))
 
 
 def _decode_jpeg(image: EncodedImage, frame: JpegFrame, reduce: int) -> tuple[torch.Tensor, float]:

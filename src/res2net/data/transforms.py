@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as F
 
 from res2net.data.autoaugment import parse_auto_augment
 from res2net.data.color import FloatColorJitter
-from res2net.data.decode import EncodedImage, ImageInput, decode_rgb, draft_factor
+from res2net.data.decode import EncodedImage, ImageInput, decode_crop, decode_rgb, draft_factor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,7 +98,7 @@ class RandomResizedCropDecode:
     """Decode + random-resized crop (Inception-style) in one step.
 
     The crop box is drawn on the header's size first, so the decoder can be told how much
-    resolution the crop really needs.
+    resolution the crop really needs, and (with libjpeg-turbo 3) which region to decode.
     """
 
     def __init__(
@@ -145,12 +145,7 @@ class RandomResizedCropDecode:
         reduce = 1
         if isinstance(image, EncodedImage):
             reduce = draft_factor((width, height), (width * self.size / w, height * self.size / h))
-        pixels, s = decode_rgb(image, reduce)
-        if s != 1.0:
-            top, left = int(top * s), int(left * s)
-            h = max(1, min(round(h * s), pixels.shape[1] - top))
-            w = max(1, min(round(w * s), pixels.shape[2] - left))
-        crop = interleaved(pixels[:, top : top + h, left : left + w])
+        crop = interleaved(decode_crop(image, (top, left, h, w), reduce))
         return F.resize(crop, [self.size, self.size], interpolation=self.interpolation, antialias=True)
 
     def __repr__(self) -> str:
