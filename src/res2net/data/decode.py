@@ -3,7 +3,9 @@
 Why the dataset hands the transforms *encoded* images instead of decoded ones: the first
 transform (random-resized crop, or resize + centre crop) knows how large the output will be,
 and with that knowledge a JPEG can be decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT
-scaling, which is cheaper than a full decode followed by a downscale.
+scaling, which is cheaper than a full decode followed by a downscale, and where libjpeg-turbo 3
+is installed a random-resized crop decodes only its box (:func:`decode_crop`,
+:mod:`res2net.data.jpeg_region`).
 
 JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API into a NumPy array), chosen by
 measurement (``benchmarks/bench_dataloader.py``): on 500x375 photos it decodes in 0.53 ms against
