@@ -88,3 +88,26 @@ def test_broken_jpeg_falls_back_to_the_whole_image_decoder_error() -> None:
     with pytest.raises(ValueError, match="outside"):
         jpeg_region.decode_region(data, (10, 0, 90, 10))
 
+
+
+def test_library_search_order_and_rejections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bundled = jpeg_region._library()._name
+    without_the_api = jpeg_region.ctypes.util.find_library("c")  # loads, lacks tj3SetCroppingRegion
+    monkeypatch.setattr(jpeg_region.importlib.metadata, "files", lambda name: [])
+    monkeypatch.setattr(jpeg_region.ctypes.util, "find_library", lambda name: None)
+    not_a_library = tmp_path / "libturbojpeg.so"
+    not_a_library.write_bytes(b"not an ELF file")
+    try:
+        cases = [(str(not_a_library), False), ("/nonexistent/libturbojpeg.so", False), (bundled, True)]
+        for path, found in cases + ([(without_the_api, False)] if without_the_api else []):
+            monkeypatch.setenv("RES2NET_TURBOJPEG", path)
+            jpeg_region._library.cache_clear()
+            assert jpeg_region.available() is found, path
+        monkeypatch.delenv("RES2NET_TURBOJPEG")
+        jpeg_region._library.cache_clear()
+        assert not jpeg_region.available()
+        assert jpeg_region.decode_region(jpeg(32, 32), (0, 0, 8, 8)) is None
+    finally:
+        monkeypatch.undo()
+        jpeg_region._library.cache_clear()
+    assert jpeg_region.available()
