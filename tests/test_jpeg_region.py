@@ -89,7 +89,6 @@ def test_broken_jpeg_falls_back_to_the_whole_image_decoder_error() -> None:
         jpeg_region.decode_region(data, (10, 0, 90, 10))
 
 
-
 def test_library_search_order_and_rejections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bundled = jpeg_region._library()._name
     without_the_api = jpeg_region.ctypes.util.find_library("c")  # loads, lacks tj3SetCroppingRegion

@@ -177,9 +177,9 @@ def _scaled_box(
     box: tuple[int, int, int, int], scale: float, shape: tuple[int, int]
 ) -> tuple[int, int, int, int]:
     """``box`` in the coordinates of the image decoded at ``scale`` (of size ``shape`` = (H, W)), kept inside it."""
-    top, left, h, w = box
     if scale == 1.0:
         return box
+    top, left, h, w = box
     top, left = int(top * scale), int(left * scale)
     return top, left, max(1, min(round(h * scale), shape[0] - top)), max(1, min(round(w * scale), shape[1] - left))
 
