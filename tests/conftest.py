@@ -63,8 +63,9 @@ def learned_run(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     run_dir = tmp_path_factory.mktemp("learned_run")
     args = [
         "-c", str(REPO_ROOT / "configs/demo/res2net50_digits.yaml"), "--data_dir", str(digits_dir),
-        "--ckpt_save_dir", str(run_dir), "--image_resize", "16", "--epoch_size", "2", "--warmup_epochs", "0",
-        "--decay_epochs", "2", "--lr", "0.002", "--log_interval", "1000", "--keep_checkpoint_max", "1",
+        "--ckpt_save_dir", str(run_dir), "--image_resize", "16", "--batch_size", "32", "--epoch_size", "2",
+        "--warmup_epochs", "0", "--decay_epochs", "2", "--lr", "0.002", "--log_interval", "1000",
+        "--keep_checkpoint_max", "1",
     ]  # fmt: skip
     result = train(load_config(args, purpose="train"))
     assert result.final is not None
