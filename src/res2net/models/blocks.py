@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from .deform import DeformableConv2d
+from .narrow_norm import NarrowBatchNorm2d
 from .pointwise import PointwiseConv2d
 
 
@@ -75,7 +76,7 @@ class Bottle2neck(nn.Module):
         self.convs = nn.ModuleList(
             _conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs)
         )
-        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(num_convs))
+        self.bns = nn.ModuleList(NarrowBatchNorm2d(width) for _ in range(num_convs))
         pooled = stage_first and scale > 1 and (stride > 1 or pool_unstrided)
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if pooled else None
         self.conv3 = PointwiseConv2d(width * scale, out_channels)

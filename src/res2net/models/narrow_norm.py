@@ -1,0 +1,100 @@
+"""BatchNorm for the narrow channel groups of a Res2Net block, trained on CPU.
+
+A Res2Net block normalises each of its ``scale`` groups separately, so res2net50 trains
+BatchNorm on 26- and 52-channel maps at 56x56 and 28x28. On channels-last input PyTorch's
+CPU BatchNorm vectorises across channels, and a channel count that fills no whole vector
+runs far below the speed of the same work on NCHW memory: ``benchmarks/bench_batchnorm.py
+--narrow`` (2 Xeon cores, batch 16) measures the channels-last kernel at 26x56x56 3.4x
+slower forward + backward than converting to NCHW, normalising there and converting back,
+conversions included, in bf16 and 2.9x in fp32. So while training on CPU, this module
+takes that detour for narrow channels-last maps; everywhere else (eval, GPU, NCHW input,
+small maps, torch.compile, which fuses BatchNorm into its own kernels) it is an ordinary
+``nn.BatchNorm2d``: same parameters, same state dict, same statistics and gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class _BatchNormViaNCHW(torch.autograd.Function):
+    """Training-mode BatchNorm of a channels-last map, computed by the NCHW kernels.
+
+    The input is kept in NCHW memory for the backward pass (in place of the channels-last
+    input ``F.batch_norm`` would keep), so the extra memory is one map while it runs.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
+        momentum: float,
+        eps: float,
+    ) -> torch.Tensor:
+        planar = x.contiguous()
+        out, save_mean, save_invstd = torch.native_batch_norm(
+            planar, weight, bias, running_mean, running_var, True, momentum, eps
+        )
+        ctx.save_for_backward(planar, weight, running_mean, running_var, save_mean, save_invstd)
+        ctx.eps = eps
+        return out.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        planar, weight, running_mean, running_var, save_mean, save_invstd = ctx.saved_tensors
+        grad_in, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad_out.contiguous(), planar, weight, running_mean, running_var, save_mean, save_invstd, True,
+            ctx.eps, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]],
+        )  # fmt: skip
+        if grad_in is not None:
+            grad_in = grad_in.contiguous(memory_format=torch.channels_last)
+        return grad_in, grad_weight, grad_bias, None, None, None, None
+
+
+class NarrowBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d(num_features)`` with the NCHW detour described in the module docstring.
+
+    The detour is taken for channel counts that are not a multiple of ``vector_channels``
+    and below ``max_channels``, on maps of at least ``min_positions`` positions: it pays at
+    26x56x56 and 52x28x28 and not at 104x14x14 or 104x56x56, where the conversions cost as
+    much as they save (measured by the same benchmark).
+    """
+
+    vector_channels: ClassVar[int] = 16
+    max_channels: ClassVar[int] = 64
+    min_positions: ClassVar[int] = 28 * 28
+
+    def _takes_detour(self, x: torch.Tensor) -> bool:
+        features = self.num_features
+        return (
+            self.training
+            and self.affine
+            and self.track_running_stats
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and features % self.vector_channels != 0
+            and features < self.max_channels
+            and x.shape[-2] * x.shape[-1] >= self.min_positions
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.compiler.is_compiling()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._takes_detour(x):
+            return super().forward(x)
+        # nn.BatchNorm2d's bookkeeping: count the batch, and momentum=None means a cumulative average.
+        assert self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        return _BatchNormViaNCHW.apply(
+            x, self.weight, self.bias, self.running_mean, self.running_var, momentum, self.eps
+        )
