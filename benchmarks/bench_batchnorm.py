@@ -12,20 +12,25 @@ of Res2Net-50's BatchNorm shapes at 224 px is timed, interleaved, as
 * ``bf16 NHWC ours`` / ``fp32 NHWC ours``: channels_last input through the model's
   ``NarrowBatchNorm2d``, which takes that detour only on the narrow shapes where it pays.
 
-Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in.
+Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in. ``--step`` instead
+times res2net50's whole training step at 224 px (``profile_train_step.py``'s step), with
+``NarrowBatchNorm2d``'s detour and without it, interleaved.
 
-    python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2]
+    python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2] [--step]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from profile_train_step import make_step  # the sibling script's training step (run from benchmarks/)
 
 from res2net.benchmark import interleaved
+from res2net.models import build_model
 from res2net.models.narrow_norm import NarrowBatchNorm2d
 
 # (channels, spatial size) of Res2Net-50's BatchNorms at 224 px: stem, then per stage the wide
@@ -66,13 +71,39 @@ def contenders_for(batch: int, channels: int, size: int) -> dict[str, Callable[[
     }
 
 
+def step_with_and_without_detour(batch: int, rounds: int) -> None:
+    """One res2net50 training step per precision, the detour on and off (``max_channels`` 0)."""
+    for precision, dtype in (("bf16", "bfloat16"), ("fp32", None)):
+        model = build_model("res2net50").to(memory_format=torch.channels_last).train()
+        with_detour = make_step(model, batch, 224, dtype)
+        without_detour_step = make_step(copy.deepcopy(model), batch, 224, dtype)
+
+        def without_detour(step: Callable[[], None] = without_detour_step) -> None:
+            saved = NarrowBatchNorm2d.max_channels
+            NarrowBatchNorm2d.max_channels = 0
+            try:
+                step()
+            finally:
+                NarrowBatchNorm2d.max_channels = saved
+
+        timings = interleaved({"with detour": with_detour, "without": without_detour}, rounds=rounds,
+                              items=batch, warmup=1)
+        ours, plain = (timing.median for timing in timings)
+        print(f"{precision} step, batch {batch}: with the detour {ours:.3f} s, without {plain:.3f} s "
+              f"({plain / ours:.3f}x)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step", action="store_true", help="time the whole training step instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.step:
+        step_with_and_without_detour(args.batch_size, args.rounds)
+        return
     totals: dict[str, float] = {}
     names: list[str] = []
     for channels, size in SHAPES:

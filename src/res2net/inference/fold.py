@@ -18,11 +18,12 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class _ConvLeafTracer(fx.Tracer):
-    """fx's tracer, keeping every ``nn.Conv2d`` subclass (the models' ``PointwiseConv2d``
-    among them) one call, as it keeps ``nn.Conv2d`` itself."""
+    """fx's tracer, keeping every ``nn.Conv2d`` and ``nn.BatchNorm2d`` subclass (the models'
+    ``PointwiseConv2d`` and ``NarrowBatchNorm2d`` among them) one call, as it keeps the torch
+    classes themselves."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
