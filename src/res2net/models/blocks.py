@@ -96,12 +96,20 @@ class Bottle2neck(nn.Module):
         current = groups[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             current = groups[i] if i == 0 or self.stage_first else current + groups[i]
-            current = self.relu(bn(conv(current)))
+            current = self._norm_relu(bn, conv(current))
             outputs.append(current)
         if self.scale > 1:
             outputs.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
         out = self.bn3(self.conv3(torch.cat(outputs, dim=1)))
         return self.relu(self.drop_path(out) + shortcut)
+
+    def _norm_relu(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """ReLU(norm(x)). Where ``NarrowBatchNorm2d`` takes its NCHW detour, the ReLU runs inside
+        it (see :mod:`.narrow_norm`); everywhere else, and whenever a transform has replaced the
+        norm (SyncBatchNorm, FrozenBatchNorm2d) or fx traces the block, it is the block's ReLU."""
+        if isinstance(norm, NarrowBatchNorm2d) and norm.takes_detour(x):
+            return norm(x, relu=True)
+        return self.relu(norm(x))
 
     def zero_init_last(self) -> None:
         """Start the residual branch at zero so a deep net begins as a shallow one."""
