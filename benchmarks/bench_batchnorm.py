@@ -14,7 +14,8 @@ of Res2Net-50's BatchNorm shapes at 224 px is timed, interleaved, as
 
 Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in. ``--step`` instead
 times res2net50's whole training step at 224 px (``profile_train_step.py``'s step), with
-``NarrowBatchNorm2d``'s detour and without it, interleaved.
+``NarrowBatchNorm2d``'s detour (ReLU inside it, as the model runs it), with the detour and the
+block's ReLU after it, and without the detour, interleaved.
 
     python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2] [--step]
 """
@@ -31,6 +32,7 @@ from profile_train_step import make_step  # the sibling script's training step (
 
 from res2net.benchmark import interleaved
 from res2net.models import build_model
+from res2net.models.blocks import Bottle2neck
 from res2net.models.narrow_norm import NarrowBatchNorm2d
 
 # (channels, spatial size) of Res2Net-50's BatchNorms at 224 px: stem, then per stage the wide
@@ -71,12 +73,27 @@ def contenders_for(batch: int, channels: int, size: int) -> dict[str, Callable[[
     }
 
 
+def _relu_outside_detour(block: Bottle2neck, norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The block's norm + ReLU as before the ReLU moved into the detour."""
+    return block.relu(norm(x))
+
+
 def step_with_and_without_detour(batch: int, rounds: int) -> None:
-    """One res2net50 training step per precision, the detour on and off (``max_channels`` 0)."""
+    """One res2net50 training step per precision: the detour with the ReLU inside it (as the
+    model runs), the detour with the block's ReLU after it, and no detour (``max_channels`` 0)."""
     for precision, dtype in (("bf16", "bfloat16"), ("fp32", None)):
         model = build_model("res2net50").to(memory_format=torch.channels_last).train()
-        with_detour = make_step(model, batch, 224, dtype)
+        steps = {"detour": make_step(model, batch, 224, dtype)}
+        relu_outside_step = make_step(copy.deepcopy(model), batch, 224, dtype)
         without_detour_step = make_step(copy.deepcopy(model), batch, 224, dtype)
+
+        def relu_outside(step: Callable[[], None] = relu_outside_step) -> None:
+            saved = Bottle2neck._norm_relu
+            Bottle2neck._norm_relu = _relu_outside_detour  # type: ignore[method-assign]
+            try:
+                step()
+            finally:
+                Bottle2neck._norm_relu = saved  # type: ignore[method-assign]
 
         def without_detour(step: Callable[[], None] = without_detour_step) -> None:
             saved = NarrowBatchNorm2d.max_channels
@@ -86,11 +103,12 @@ def step_with_and_without_detour(batch: int, rounds: int) -> None:
             finally:
                 NarrowBatchNorm2d.max_channels = saved
 
-        timings = interleaved({"with detour": with_detour, "without": without_detour}, rounds=rounds,
-                              items=batch, warmup=1)
-        ours, plain = (timing.median for timing in timings)
-        print(f"{precision} step, batch {batch}: with the detour {ours:.3f} s, without {plain:.3f} s "
-              f"({plain / ours:.3f}x)", flush=True)
+        steps.update({"detour, ReLU after it": relu_outside, "without": without_detour})
+        timings = interleaved(steps, rounds=rounds, items=batch, warmup=1)
+        ours, relu_after, plain = (timing.median for timing in timings)
+        print(f"{precision} step, batch {batch}: detour (ReLU inside) {ours:.3f} s, "
+              f"ReLU after the detour {relu_after:.3f} s ({relu_after / ours:.3f}x), "
+              f"without the detour {plain:.3f} s ({plain / ours:.3f}x)", flush=True)
 
 
 def main() -> None:
