@@ -32,6 +32,7 @@ def test_train_benchmark_json_has_every_contender_ratio_and_share_of_peak(capsys
     finally:
         torch.set_num_threads(threads)
     report = json.loads(capsys.readouterr().out)
+    assert report["host_memory"] == "allocator default"  # --retain-host-memory would change it for all
     for precision in ("fp32", "bf16"):
         summary = report["train"]["2"][precision]
         assert set(summary["img_per_s"]) == {TIMM_TRAIN, TIMM_TRAIN_MATCHED, OURS_TRAIN}

@@ -158,6 +158,7 @@ def test_train_and_validate_from_shards_and_resume_mid_epoch(
                           capture_output=True, text=True, env=subprocess_env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "train_samples=40" in done.stdout and "val_samples=30" in done.stdout
+    assert "host_memory=retained" in done.stdout  # CPU training keeps freed maps (test_host_memory.py)
 
     crashed_dir = tmp_path / "crashed"
     env = {**subprocess_env, "CRASH_MARKER": str(tmp_path / "marker"), "CRASH_AT_STEP": "8"}  # 5 steps per epoch

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..models import build_model
+from ..train.host_memory import retain_freed_memory
 from .contenders import (
     OPENVINO,
     OURS,
@@ -43,6 +44,11 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="train: also time ours under torch.compile")
+    parser.add_argument(
+        "--retain-host-memory", action="store_true",
+        help="keep freed memory in the process, as our train.py does on CPU; it applies to every contender, "
+             "timm included, since they share one process",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object with every figure and ratio")
     return parser
 
@@ -83,11 +89,13 @@ def inference_summary(timings: list[Timing]) -> dict[str, Any]:
 def run_benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    retained = args.retain_host_memory and retain_freed_memory()
     results: dict[str, Any] = {"model": args.model, "timm_model": args.timm_model, "image_size": args.image_size,
-                               "threads": torch.get_num_threads(), "rounds": args.rounds}
+                               "threads": torch.get_num_threads(), "rounds": args.rounds,
+                               "host_memory": "retained" if retained else "allocator default"}
     if not args.json:
         print(f"{args.model} vs timm {args.timm_model}, {args.image_size}px, {torch.get_num_threads()} threads, "
-              f"{args.rounds} interleaved rounds, medians")
+              f"{args.rounds} interleaved rounds, medians, host memory {results['host_memory']}")
     precisions = (("fp32", None), ("bf16", "bfloat16"))
     if args.what in ("train", "all"):
         # The same operations run at either precision and any batch size: one count, one peak per precision.

@@ -30,6 +30,7 @@ from ..evaluate import EvalResult, evaluate
 from ..factory import create_model
 from .checkpoints import CheckpointManager, find_resume_checkpoint
 from .data_setup import TrainData, build_train_data
+from .host_memory import retain_freed_memory
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
@@ -102,6 +103,8 @@ class Trainer:
     def __init__(self, cfg: Config, ctx: DistContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
+        # Before the first big tensor: on CPU every step would otherwise fault its maps in afresh.
+        self.retains_host_memory = ctx.device.type == "cpu" and retain_freed_memory()
         self.run_dir = Path(cfg.ckpt_save_dir)
         self.logger = RunLogger(self.run_dir, enabled=ctx.is_main, log_interval=cfg.log_interval)
         seed_everything(cfg.seed)
@@ -208,6 +211,7 @@ class Trainer:
             "optimizer": cfg.opt,
             "amp": self.train_amp.describe(),
             "device": str(ctx.device),
+            "host_memory": "retained" if self.retains_host_memory else "allocator default",
             "train_samples": self.data.num_train,
             "val_samples": self.data.num_val,
             "epochs": cfg.epoch_size,
