@@ -23,7 +23,7 @@ from pathlib import Path
 
 # One setting, in a child process; prints one JSON line.
 CHILD = """
-import ctypes, json, resource, sys, time
+import json, resource, sys, time
 import torch
 setting, precision, batch, size, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
 from res2net.train.host_memory import _M_TRIM_THRESHOLD, RETAIN_BYTES, _glibc, retain_freed_memory

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..models import build_model
-from ..train.host_memory import retain_freed_memory
+from ..train.host_memory import host_memory_label, retain_freed_memory
 from .contenders import (
     OPENVINO,
     OURS,
@@ -92,7 +92,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     retained = args.retain_host_memory and retain_freed_memory()
     results: dict[str, Any] = {"model": args.model, "timm_model": args.timm_model, "image_size": args.image_size,
                                "threads": torch.get_num_threads(), "rounds": args.rounds,
-                               "host_memory": "retained" if retained else "allocator default"}
+                               "host_memory": host_memory_label(retained)}
     if not args.json:
         print(f"{args.model} vs timm {args.timm_model}, {args.image_size}px, {torch.get_num_threads()} threads, "
               f"{args.rounds} interleaved rounds, medians, host memory {results['host_memory']}")

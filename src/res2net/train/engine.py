@@ -30,7 +30,7 @@ from ..evaluate import EvalResult, evaluate
 from ..factory import create_model
 from .checkpoints import CheckpointManager, find_resume_checkpoint
 from .data_setup import TrainData, build_train_data
-from .host_memory import retain_freed_memory
+from .host_memory import host_memory_label, retain_freed_memory
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
@@ -211,7 +211,7 @@ class Trainer:
             "optimizer": cfg.opt,
             "amp": self.train_amp.describe(),
             "device": str(ctx.device),
-            "host_memory": "retained" if self.retains_host_memory else "allocator default",
+            "host_memory": host_memory_label(self.retains_host_memory),
             "train_samples": self.data.num_train,
             "val_samples": self.data.num_val,
             "epochs": cfg.epoch_size,

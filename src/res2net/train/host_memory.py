@@ -55,3 +55,8 @@ def retain_freed_memory() -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES)) and bool(
         libc.mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES)
     )
+
+
+def host_memory_label(retained: bool) -> str:
+    """How run lines and benchmark reports name the process's setting."""
+    return "retained" if retained else "allocator default"
