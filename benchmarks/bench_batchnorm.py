@@ -12,12 +12,16 @@ of Res2Net-50's BatchNorm shapes at 224 px is timed, interleaved, as
 * ``bf16 NHWC ours`` / ``fp32 NHWC ours``: channels_last input through the model's
   ``NarrowBatchNorm2d``, which takes that detour only on the narrow shapes where it pays.
 
+With ``--compiled``, two more: ``bf16 NHWC compiled`` / ``fp32 NHWC compiled``, the same
+channels_last step through ``torch.compile`` (inductor), which is what ``compile: True`` turns
+BatchNorm + ReLU into; it shows why compiling does not pay on CPU (see the README).
+
 Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in. ``--step`` instead
 times res2net50's whole training step at 224 px (``profile_train_step.py``'s step), with
 ``NarrowBatchNorm2d``'s detour (ReLU inside it, as the model runs it), with the detour and the
 block's ReLU after it, and without the detour, interleaved.
 
-    python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2] [--step]
+    python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2] [--compiled] [--step]
 """
 
 from __future__ import annotations
@@ -41,13 +45,21 @@ SHAPES = [(64, 112), (104, 56), (26, 56), (256, 56), (208, 28), (52, 28), (512, 
           (416, 14), (1024, 14), (832, 7), (2048, 7)]
 
 
-def bn_relu_step(x: torch.Tensor, bn: torch.nn.BatchNorm2d, via_nchw: bool) -> Callable[[], None]:
-    """One forward + backward of ReLU(BatchNorm(x)), the way a block runs it in training."""
+def bn_relu_step(
+    x: torch.Tensor, bn: torch.nn.BatchNorm2d, via_nchw: bool, compiled: bool = False
+) -> Callable[[], None]:
+    """One forward + backward of ReLU(BatchNorm(x)), the way a block runs it in training
+    (with ``compiled``, as inductor generates it)."""
     x = x.detach().requires_grad_(True)
+
+    def bn_relu(inputs: torch.Tensor) -> torch.Tensor:
+        return F.relu(bn(inputs))
+
+    forward = torch.compile(bn_relu, dynamic=False) if compiled else bn_relu
 
     def step() -> None:
         inputs = x.contiguous() if via_nchw else x
-        out = F.relu(bn(inputs))
+        out = forward(inputs)
         if via_nchw:
             out = out.contiguous(memory_format=torch.channels_last)
         out.backward(torch.ones_like(out))
@@ -57,12 +69,12 @@ def bn_relu_step(x: torch.Tensor, bn: torch.nn.BatchNorm2d, via_nchw: bool) -> C
     return step
 
 
-def contenders_for(batch: int, channels: int, size: int) -> dict[str, Callable[[], None]]:
+def contenders_for(batch: int, channels: int, size: int, compiled: bool) -> dict[str, Callable[[], None]]:
     bn = torch.nn.BatchNorm2d(channels)
     ours = NarrowBatchNorm2d(channels)
     base = torch.randn(batch, channels, size, size)
     nhwc = torch.channels_last
-    return {
+    contenders = {
         "bf16 NHWC": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), bn, False),
         "bf16 NCHW": bn_relu_step(base.bfloat16(), bn, False),
         "bf16 NHWC via NCHW": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), bn, True),
@@ -71,6 +83,15 @@ def contenders_for(batch: int, channels: int, size: int) -> dict[str, Callable[[
         "fp32 NCHW": bn_relu_step(base, bn, False),
         "fp32 NHWC ours": bn_relu_step(base.contiguous(memory_format=nhwc), ours, False),
     }
+    if compiled:
+        # Every shape is a new graph; a fresh dynamo cache keeps its recompile limit from
+        # quietly sending later shapes back to eager.
+        torch._dynamo.reset()
+        contenders["bf16 NHWC compiled"] = bn_relu_step(
+            base.bfloat16().contiguous(memory_format=nhwc), copy.deepcopy(bn), False, compiled=True)
+        contenders["fp32 NHWC compiled"] = bn_relu_step(
+            base.contiguous(memory_format=nhwc), copy.deepcopy(bn), False, compiled=True)
+    return contenders
 
 
 def _relu_outside_detour(block: Bottle2neck, norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -116,6 +137,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compiled", action="store_true", help="also time the torch.compile'd step")
     parser.add_argument("--step", action="store_true", help="time the whole training step instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,7 +147,7 @@ def main() -> None:
     totals: dict[str, float] = {}
     names: list[str] = []
     for channels, size in SHAPES:
-        timings = interleaved(contenders_for(args.batch_size, channels, size), rounds=args.rounds,
+        timings = interleaved(contenders_for(args.batch_size, channels, size, args.compiled), rounds=args.rounds,
                               items=args.batch_size, warmup=2)
         names = [timing.name for timing in timings]
         baseline = timings[0].median
