@@ -9,17 +9,19 @@ of Res2Net-50's BatchNorm shapes at 224 px is timed, interleaved, as
   convolution), float32 affine parameters and statistics, as in an autocast step;
 * ``bf16 NHWC via NCHW``: the channels_last bfloat16 input made contiguous, normalised, and
   returned to channels_last — what a layer that avoids the NHWC kernel would pay;
-* ``bf16 NHWC ours`` / ``fp32 NHWC ours``: channels_last input through the model's
-  ``NarrowBatchNorm2d``, which takes that detour only on the narrow shapes where it pays.
+* ``bf16 NHWC ours`` / ``fp32 NHWC ours``: channels_last input through the model's norm with the
+  ReLU inside it, as the model runs it: the fused kernels of ``res2net.models.fused_norm``;
+* ``bf16 NHWC detour`` / ``fp32 NHWC detour``: the same where those kernels cannot be built:
+  ``NarrowBatchNorm2d``'s NCHW detour on the narrow shapes where it pays, PyTorch's kernel elsewhere.
 
 With ``--compiled``, two more: ``bf16 NHWC compiled`` / ``fp32 NHWC compiled``, the same
 channels_last step through ``torch.compile`` (inductor), which is what ``compile: True`` turns
 BatchNorm + ReLU into; it shows why compiling does not pay on CPU (see the README).
 
 Ratios are to ``bf16 NHWC``, the format our bf16 training step runs in. ``--step`` instead
-times res2net50's whole training step at 224 px (``profile_train_step.py``'s step), with
-``NarrowBatchNorm2d``'s detour (ReLU inside it, as the model runs it), with the detour and the
-block's ReLU after it, and without the detour, interleaved.
+times res2net50's whole training step at 224 px (``profile_train_step.py``'s step), interleaved:
+with the fused kernels (as the model runs), with the detour alone (kernels off), and with
+neither.
 
     python benchmarks/bench_batchnorm.py [--batch-size 16] [--rounds 9] [--threads 2] [--compiled] [--step]
 """
@@ -27,16 +29,16 @@ block's ReLU after it, and without the detour, interleaved.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from profile_train_step import make_step  # the sibling script's training step (run from benchmarks/)
 
 from res2net.benchmark import interleaved
-from res2net.models import build_model
-from res2net.models.blocks import Bottle2neck
+from res2net.models import build_model, fused_norm
 from res2net.models.narrow_norm import NarrowBatchNorm2d
 
 # (channels, spatial size) of Res2Net-50's BatchNorms at 224 px: stem, then per stage the wide
@@ -53,6 +55,8 @@ def bn_relu_step(
     x = x.detach().requires_grad_(True)
 
     def bn_relu(inputs: torch.Tensor) -> torch.Tensor:
+        if isinstance(bn, fused_norm.TrainingBatchNorm2d):
+            return bn(inputs, relu=True)
         return F.relu(bn(inputs))
 
     forward = torch.compile(bn_relu, dynamic=False) if compiled else bn_relu
@@ -69,6 +73,25 @@ def bn_relu_step(
     return step
 
 
+@contextlib.contextmanager
+def fused_kernels_off() -> Iterator[None]:
+    """What a machine that cannot build the fused kernels runs."""
+    saved = fused_norm.fused_kernels
+    fused_norm.fused_kernels = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        fused_norm.fused_kernels = saved
+
+
+def without_kernels(step: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with fused_kernels_off():
+            step()
+
+    return run
+
+
 def contenders_for(batch: int, channels: int, size: int, compiled: bool) -> dict[str, Callable[[], None]]:
     bn = torch.nn.BatchNorm2d(channels)
     ours = NarrowBatchNorm2d(channels)
@@ -79,9 +102,11 @@ def contenders_for(batch: int, channels: int, size: int, compiled: bool) -> dict
         "bf16 NCHW": bn_relu_step(base.bfloat16(), bn, False),
         "bf16 NHWC via NCHW": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), bn, True),
         "bf16 NHWC ours": bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), ours, False),
+        "bf16 NHWC detour": without_kernels(bn_relu_step(base.bfloat16().contiguous(memory_format=nhwc), ours, False)),
         "fp32 NHWC": bn_relu_step(base.contiguous(memory_format=nhwc), bn, False),
         "fp32 NCHW": bn_relu_step(base, bn, False),
         "fp32 NHWC ours": bn_relu_step(base.contiguous(memory_format=nhwc), ours, False),
+        "fp32 NHWC detour": without_kernels(bn_relu_step(base.contiguous(memory_format=nhwc), ours, False)),
     }
     if compiled:
         # Every shape is a new graph; a fresh dynamo cache keeps its recompile limit from
@@ -94,29 +119,16 @@ def contenders_for(batch: int, channels: int, size: int, compiled: bool) -> dict
     return contenders
 
 
-def _relu_outside_detour(block: Bottle2neck, norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The block's norm + ReLU as before the ReLU moved into the detour."""
-    return block.relu(norm(x))
-
-
-def step_with_and_without_detour(batch: int, rounds: int) -> None:
-    """One res2net50 training step per precision: the detour with the ReLU inside it (as the
-    model runs), the detour with the block's ReLU after it, and no detour (``max_channels`` 0)."""
+def step_with_and_without_kernels(batch: int, rounds: int) -> None:
+    """One res2net50 training step per precision: with the fused kernels (as the model runs), with
+    the detour alone (kernels off), and with neither (kernels off, ``max_channels`` 0)."""
     for precision, dtype in (("bf16", "bfloat16"), ("fp32", None)):
         model = build_model("res2net50").to(memory_format=torch.channels_last).train()
-        steps = {"detour": make_step(model, batch, 224, dtype)}
-        relu_outside_step = make_step(copy.deepcopy(model), batch, 224, dtype)
-        without_detour_step = make_step(copy.deepcopy(model), batch, 224, dtype)
+        fused_step = make_step(model, batch, 224, dtype)
+        detour_step = without_kernels(make_step(copy.deepcopy(model), batch, 224, dtype))
+        plain_step = without_kernels(make_step(copy.deepcopy(model), batch, 224, dtype))
 
-        def relu_outside(step: Callable[[], None] = relu_outside_step) -> None:
-            saved = Bottle2neck._norm_relu
-            Bottle2neck._norm_relu = _relu_outside_detour  # type: ignore[method-assign]
-            try:
-                step()
-            finally:
-                Bottle2neck._norm_relu = saved  # type: ignore[method-assign]
-
-        def without_detour(step: Callable[[], None] = without_detour_step) -> None:
+        def plain(step: Callable[[], None] = plain_step) -> None:
             saved = NarrowBatchNorm2d.max_channels
             NarrowBatchNorm2d.max_channels = 0
             try:
@@ -124,12 +136,12 @@ def step_with_and_without_detour(batch: int, rounds: int) -> None:
             finally:
                 NarrowBatchNorm2d.max_channels = saved
 
-        steps.update({"detour, ReLU after it": relu_outside, "without": without_detour})
+        steps = {"fused": fused_step, "detour": detour_step, "neither": plain}
         timings = interleaved(steps, rounds=rounds, items=batch, warmup=1)
-        ours, relu_after, plain = (timing.median for timing in timings)
-        print(f"{precision} step, batch {batch}: detour (ReLU inside) {ours:.3f} s, "
-              f"ReLU after the detour {relu_after:.3f} s ({relu_after / ours:.3f}x), "
-              f"without the detour {plain:.3f} s ({plain / ours:.3f}x)", flush=True)
+        fused, detour, neither = (timing.median for timing in timings)
+        print(f"{precision} step, batch {batch}: fused kernels {fused:.3f} s, "
+              f"detour alone {detour:.3f} s ({detour / fused:.3f}x), "
+              f"neither {neither:.3f} s ({neither / fused:.3f}x)", flush=True)
 
 
 def main() -> None:
@@ -142,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.step:
-        step_with_and_without_detour(args.batch_size, args.rounds)
+        step_with_and_without_kernels(args.batch_size, args.rounds)
         return
     totals: dict[str, float] = {}
     names: list[str] = []

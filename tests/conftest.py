@@ -15,11 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session", autouse=True)
 def res2net_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Caches (downloads, OpenVINO's compiled models and int8 models) go to a folder of the test
-    session, never to the user's ~/.cache; subprocesses inherit it."""
+    """Caches (downloads, OpenVINO's compiled models and int8 models, the fused BatchNorm kernels'
+    build) go to a folder of the test session, never to the user's ~/.cache; subprocesses inherit it."""
     home = tmp_path_factory.mktemp("res2net_home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RES2NET_HOME", str(home))
+        patch.setenv("TORCH_EXTENSIONS_DIR", str(home / "torch_extensions"))
         yield home
 
 

@@ -1,4 +1,7 @@
-"""NarrowBatchNorm2d: the NCHW detour for narrow channels-last maps changes no number."""
+"""NarrowBatchNorm2d: the NCHW detour for narrow channels-last maps changes no number.
+
+The detour is what runs where the fused kernels of ``fused_norm`` cannot be built, so every test
+here turns those off."""
 
 from __future__ import annotations
 
@@ -6,11 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from res2net.models import narrow_norm
+from res2net.models import fused_norm, narrow_norm
 from res2net.models.blocks import Bottle2neck
 from res2net.models.narrow_norm import NarrowBatchNorm2d
 
 CHANNELS_LAST = torch.channels_last
+
+
+@pytest.fixture(autouse=True)
+def without_fused_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_norm, "fused_kernels", lambda: None)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ Both backbones use this one class; they differ only in how they size the block
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torchvision.ops import StochasticDepth
 
 from .deform import DeformableConv2d
+from .fused_norm import TrainingBatchNorm2d, norm_relu
 from .narrow_norm import NarrowBatchNorm2d
 from .pointwise import PointwiseConv2d
 
@@ -72,7 +73,7 @@ class Bottle2neck(nn.Module):
         num_convs = max(1, scale - 1)
 
         self.conv1 = PointwiseConv2d(in_channels, width * scale)
-        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.bn1 = TrainingBatchNorm2d(width * scale)
         self.convs = nn.ModuleList(
             _conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs)
         )
@@ -80,36 +81,31 @@ class Bottle2neck(nn.Module):
         pooled = stage_first and scale > 1 and (stride > 1 or pool_unstrided)
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if pooled else None
         self.conv3 = PointwiseConv2d(width * scale, out_channels)
-        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.bn3 = TrainingBatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
+        self.has_drop_path = drop_path_rate > 0
+        self.drop_path = StochasticDepth(drop_path_rate, "row") if self.has_drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """``shortcut`` lets a DLA tree pass its own projected residual."""
         if shortcut is None:
             shortcut = x if self.downsample is None else self.downsample(x)
 
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = norm_relu(self.bn1, self.relu, self.conv1(x))
         groups = torch.split(out, self.width, dim=1)
         outputs: list[torch.Tensor] = []
         current = groups[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             current = groups[i] if i == 0 or self.stage_first else current + groups[i]
-            current = self._norm_relu(bn, conv(current))
+            current = norm_relu(bn, self.relu, conv(current))
             outputs.append(current)
         if self.scale > 1:
             outputs.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
-        out = self.bn3(self.conv3(torch.cat(outputs, dim=1)))
-        return self.relu(self.drop_path(out) + shortcut)
-
-    def _norm_relu(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """ReLU(norm(x)). Where ``NarrowBatchNorm2d`` takes its NCHW detour, the ReLU runs inside
-        it (see :mod:`.narrow_norm`); everywhere else, and whenever a transform has replaced the
-        norm (SyncBatchNorm, FrozenBatchNorm2d) or fx traces the block, it is the block's ReLU."""
-        if isinstance(norm, NarrowBatchNorm2d) and norm.takes_detour(x):
-            return norm(x, relu=True)
-        return self.relu(norm(x))
+        out = self.conv3(torch.cat(outputs, dim=1))
+        if isinstance(self.bn3, TrainingBatchNorm2d) and not self.has_drop_path and not isinstance(out, fx.Proxy):
+            return self.bn3(out, relu=True, residual=shortcut)  # one fused pass where it can be
+        return self.relu(self.drop_path(self.bn3(out)) + shortcut)
 
     def zero_init_last(self) -> None:
         """Start the residual branch at zero so a deep net begins as a shallow one."""

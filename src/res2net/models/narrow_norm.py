@@ -12,7 +12,8 @@ res2net50's whole training step at 224 px is 1.06x faster with the detour in bf1
 in fp32. So while training on CPU, this module takes that detour for narrow channels-last
 maps; everywhere else (eval, GPU, NCHW input, small maps, torch.compile, which fuses
 BatchNorm into its own kernels) it is an ordinary ``nn.BatchNorm2d``: same parameters, same
-state dict, same statistics and gradients.
+state dict, same statistics and gradients. The fused kernels of :mod:`.fused_norm` are faster
+still at these shapes and run first; the detour is what a machine that cannot build them gets.
 
 A Res2Net block applies ReLU to each group's output and hands the group to a channel
 concatenation, whose backward returns the group's gradient as a strided slice of the wide
@@ -30,7 +31,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import fx, nn
+from torch import fx
+
+from .fused_norm import TrainingBatchNorm2d
 
 
 class _BatchNormViaNCHW(torch.autograd.Function):
@@ -80,8 +83,9 @@ class _BatchNormViaNCHW(torch.autograd.Function):
         return grad_in, grad_weight, grad_bias, None, None, None, None, None
 
 
-class NarrowBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d(num_features)`` with the NCHW detour described in the module docstring.
+class NarrowBatchNorm2d(TrainingBatchNorm2d):
+    """``TrainingBatchNorm2d(num_features)`` that, where the fused kernels do not run, takes the
+    NCHW detour described in the module docstring.
 
     The detour is taken for channel counts that are not a multiple of ``vector_channels``
     and below ``max_channels``, on maps of at least ``min_positions`` positions: it pays at
@@ -94,7 +98,8 @@ class NarrowBatchNorm2d(nn.BatchNorm2d):
     min_positions: ClassVar[int] = 28 * 28
 
     def takes_detour(self, x: torch.Tensor) -> bool:
-        """Whether ``self(x)`` would go through the NCHW kernels (never while fx traces)."""
+        """Whether ``self(x)`` would go through the NCHW kernels (never while fx traces, nor where
+        the fused kernels run)."""
         features = self.num_features
         return (
             self.training
@@ -110,13 +115,12 @@ class NarrowBatchNorm2d(nn.BatchNorm2d):
             and not x.is_contiguous()
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.compiler.is_compiling()
+            and not self.fuses(x)
         )
 
-    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
-        """BatchNorm of ``x``; with ``relu``, ReLU of it (fused into the detour when taken)."""
+    def _unfused(self, x: torch.Tensor, relu: bool) -> torch.Tensor:
         if not self.takes_detour(x):
-            out = super().forward(x)
-            return torch.relu_(out) if relu else out
+            return super()._unfused(x, relu)
         # nn.BatchNorm2d's bookkeeping: count the batch, and momentum=None means a cumulative average.
         assert self.num_batches_tracked is not None
         self.num_batches_tracked.add_(1)

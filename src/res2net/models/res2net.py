@@ -16,6 +16,7 @@ from torch import nn
 
 from .blocks import Bottle2neck
 from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometry
+from .fused_norm import TrainingBatchNorm2d, norm_relu
 from .pointwise import PointwiseConv2d
 
 StemType = Literal["plain", "deep"]
@@ -34,10 +35,10 @@ def _deep_stem(in_chans: int, stem_width: int = 32) -> nn.Module:
     """Three 3x3 convolutions instead of one 7x7 (the v1b / "d" stem)."""
     return nn.Sequential(
         nn.Conv2d(in_chans, stem_width, 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(stem_width),
+        TrainingBatchNorm2d(stem_width),
         nn.ReLU(inplace=True),
         nn.Conv2d(stem_width, stem_width, 3, stride=1, padding=1, bias=False),
-        nn.BatchNorm2d(stem_width),
+        TrainingBatchNorm2d(stem_width),
         nn.ReLU(inplace=True),
         nn.Conv2d(stem_width, 64, 3, stride=1, padding=1, bias=False),
     )
@@ -52,7 +53,7 @@ def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: i
     if kind == "conv":
         return nn.Sequential(
             PointwiseConv2d(in_channels, out_channels, stride=stride),
-            nn.BatchNorm2d(out_channels),
+            TrainingBatchNorm2d(out_channels),
         )
     pool: nn.Module = (
         nn.AvgPool2d(stride, stride=stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
@@ -60,7 +61,7 @@ def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: i
     return nn.Sequential(
         pool,
         PointwiseConv2d(in_channels, out_channels),
-        nn.BatchNorm2d(out_channels),
+        TrainingBatchNorm2d(out_channels),
     )
 
 
@@ -106,7 +107,7 @@ class Res2Net(ClassifierBackbone):
         if stage_first_pool not in ("always", "strided"):
             raise ValueError(f"stage_first_pool must be 'always' or 'strided', got {stage_first_pool!r}")
         self.conv1 = _plain_stem(in_chans) if stem_type == "plain" else _deep_stem(in_chans)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = TrainingBatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
@@ -159,5 +160,5 @@ class Res2Net(ClassifierBackbone):
         return [["conv1", "bn1", "relu"], ["maxpool", "layer1"], ["layer2"], ["layer3"], ["layer4"]]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(norm_relu(self.bn1, self.relu, self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
