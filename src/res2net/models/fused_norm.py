@@ -85,7 +85,7 @@ def fused_kernels() -> ModuleType | None:
         )
     except Exception as error:  # any build failure means the same thing: use PyTorch's kernels
         _log.warning("fused CPU BatchNorm kernels unavailable (%s: %s); training uses PyTorch's kernels",
-                     type(error).__name__, str(error).strip().splitlines()[-1:] or "")
+                     type(error).__name__, (str(error).strip().splitlines() or [""])[-1])
         return None
     _log.info("fused CPU BatchNorm kernels ready in %.1f s", time.perf_counter() - started)
     return module

@@ -1,5 +1,5 @@
-// Training-mode BatchNorm (and the ReLU after it) on channels-last CPU maps, in fewer passes
-// over memory than PyTorch's eager kernels. See res2net/models/fused_norm.py for why and when.
+// Training-mode BatchNorm (then a residual add and the ReLU, where the block has them) on channels-last CPU
+// maps, in fewer passes over memory than PyTorch's eager kernels. See res2net/models/fused_norm.py for why and when.
 //
 // A channels-last map of C channels is a row-major [rows, C] matrix. The per-channel loops run
 // over "tiles" of R rows (R * C a multiple of 16 floats, the AVX-512 width) with the per-channel
