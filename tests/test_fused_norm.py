@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+from autograd_calls import record_calls
 from torch import nn
 
 from res2net.models import build_model, fused_norm
@@ -20,15 +21,7 @@ CHANNELS_LAST = torch.channels_last
 @pytest.fixture
 def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Records the input shape of every call that runs the fused kernels."""
-    taken: list[tuple[int, ...]] = []
-    original = fused_norm._FusedBatchNorm.apply
-
-    def counting(x: torch.Tensor, *args: object) -> object:
-        taken.append(tuple(x.shape))
-        return original(x, *args)
-
-    monkeypatch.setattr(fused_norm._FusedBatchNorm, "apply", counting)
-    return taken
+    return record_calls(monkeypatch, fused_norm._FusedBatchNorm)
 
 
 def test_the_kernels_build_on_this_machine() -> None:

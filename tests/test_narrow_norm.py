@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from autograd_calls import record_calls
 from torch import nn
 
 from res2net.models import fused_norm, narrow_norm
@@ -24,15 +25,7 @@ def without_fused_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def detours(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Records the input shape of every call that takes the detour."""
-    taken: list[tuple[int, ...]] = []
-    original = narrow_norm._BatchNormViaNCHW.apply
-
-    def counting(x: torch.Tensor, *args: object) -> torch.Tensor:
-        taken.append(tuple(x.shape))
-        return original(x, *args)
-
-    monkeypatch.setattr(narrow_norm._BatchNormViaNCHW, "apply", counting)
-    return taken
+    return record_calls(monkeypatch, narrow_norm._BatchNormViaNCHW)
 
 
 def twin_norms(channels: int, momentum: float | None = 0.1) -> tuple[nn.BatchNorm2d, NarrowBatchNorm2d]:

@@ -84,8 +84,7 @@ class Bottle2neck(nn.Module):
         self.bn3 = TrainingBatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        self.has_drop_path = drop_path_rate > 0
-        self.drop_path = StochasticDepth(drop_path_rate, "row") if self.has_drop_path else nn.Identity()
+        self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """``shortcut`` lets a DLA tree pass its own projected residual."""
@@ -103,7 +102,8 @@ class Bottle2neck(nn.Module):
         if self.scale > 1:
             outputs.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
         out = self.conv3(torch.cat(outputs, dim=1))
-        if isinstance(self.bn3, TrainingBatchNorm2d) and not self.has_drop_path and not isinstance(out, fx.Proxy):
+        if (isinstance(self.bn3, TrainingBatchNorm2d) and isinstance(self.drop_path, nn.Identity)
+                and not isinstance(out, fx.Proxy)):
             return self.bn3(out, relu=True, residual=shortcut)  # one fused pass where it can be
         return self.relu(self.drop_path(self.bn3(out)) + shortcut)
 

@@ -27,7 +27,6 @@ import logging
 import os
 import platform
 import shutil
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,7 +68,6 @@ def fused_kernels() -> ModuleType | None:
     key = hashlib.sha256(
         _SOURCE.read_bytes() + " ".join(_FLAGS).encode() + torch.__version__.encode() + _machine_signature()
     ).hexdigest()[:16]
-    started = time.perf_counter()
     _put_ninja_on_path()
     try:
         # cpp_extension's import warns that a CUDA build of torch found no CUDA runtime; irrelevant here.
@@ -87,7 +85,6 @@ def fused_kernels() -> ModuleType | None:
         _log.warning("fused CPU BatchNorm kernels unavailable (%s: %s); training uses PyTorch's kernels",
                      type(error).__name__, (str(error).strip().splitlines() or [""])[-1])
         return None
-    _log.info("fused CPU BatchNorm kernels ready in %.1f s", time.perf_counter() - started)
     return module
 
 
@@ -156,8 +153,9 @@ class TrainingBatchNorm2d(nn.BatchNorm2d):
     Everywhere else (eval, GPU, NCHW input, fx tracing, torch.compile, kernels unavailable) it is
     the ordinary module, then the addition and the ReLU."""
 
-    def fuses(self, x: torch.Tensor) -> bool:
-        """Whether ``self(x)`` runs the fused kernels."""
+    def trains_channels_last_on_cpu(self, x: torch.Tensor) -> bool:
+        """A training pass, with running statistics, of a real (not fx-traced, not compiled)
+        channels-last CPU map: where an eager kernel choice is ours to make."""
         return (
             self.training
             and self.affine
@@ -165,13 +163,26 @@ class TrainingBatchNorm2d(nn.BatchNorm2d):
             and not isinstance(x, fx.Proxy)
             and x.device.type == "cpu"
             and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.compiler.is_compiling()
+        )
+
+    def fuses(self, x: torch.Tensor) -> bool:
+        """Whether ``self(x)`` runs the fused kernels."""
+        return (
+            self.trains_channels_last_on_cpu(x)
             and x.dtype in (torch.float32, torch.bfloat16)
             and self.weight.dtype == torch.float32
-            and x.is_contiguous(memory_format=torch.channels_last)
             and x.numel() > x.shape[1]  # one value per channel: PyTorch's error, not ours
-            and not torch.compiler.is_compiling()
             and fused_kernels() is not None
         )
+
+    def count_batch(self) -> float:
+        """nn.BatchNorm2d's bookkeeping for a batch it normalises in training: count it, and
+        return the running statistics' momentum (``momentum=None`` means a cumulative average)."""
+        assert self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
 
     def forward(self, x: torch.Tensor, relu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
         """BatchNorm of ``x``, plus ``residual`` if given; with ``relu``, ReLU of that."""
@@ -181,11 +192,8 @@ class TrainingBatchNorm2d(nn.BatchNorm2d):
                 out = out + residual
                 return torch.relu_(out) if relu else out
             return out
-        assert self.num_batches_tracked is not None and self.running_mean is not None
-        assert self.running_var is not None
-        self.num_batches_tracked.add_(1)
-        # nn.BatchNorm2d's bookkeeping: momentum=None means a cumulative average.
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        assert self.running_mean is not None and self.running_var is not None
+        momentum = self.count_batch()
         out, mean, var = _FusedBatchNorm.apply(x, self.weight, self.bias, residual, self.eps, relu)
         count = x.numel() // x.shape[1]
         with torch.no_grad():

@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import fx
 
 from .fused_norm import TrainingBatchNorm2d
 
@@ -102,29 +101,18 @@ class NarrowBatchNorm2d(TrainingBatchNorm2d):
         the fused kernels run)."""
         features = self.num_features
         return (
-            self.training
-            and not isinstance(x, fx.Proxy)
-            and self.affine
-            and self.track_running_stats
+            self.trains_channels_last_on_cpu(x)
             and torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and x.dim() == 4
             and features % self.vector_channels != 0
             and features < self.max_channels
             and x.shape[-2] * x.shape[-1] >= self.min_positions
             and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not torch.compiler.is_compiling()
             and not self.fuses(x)
         )
 
     def _unfused(self, x: torch.Tensor, relu: bool) -> torch.Tensor:
         if not self.takes_detour(x):
             return super()._unfused(x, relu)
-        # nn.BatchNorm2d's bookkeeping: count the batch, and momentum=None means a cumulative average.
-        assert self.num_batches_tracked is not None
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         return _BatchNormViaNCHW.apply(
-            x, self.weight, self.bias, self.running_mean, self.running_var, momentum, self.eps, relu
+            x, self.weight, self.bias, self.running_mean, self.running_var, self.count_batch(), self.eps, relu
         )
