@@ -43,11 +43,11 @@ from torchvision.io import decode_jpeg
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from res2net.benchmark import interleaved as interleaved_timings
 from res2net.data import ImageFolderDataset, build_loader, build_train_transform, jpeg_region
 from res2net.data.decode import EncodedImage, decode_rgb
 from res2net.data.shards import ShardIndex, ShardStream, write_shards
 from res2net.data.transforms import RandomResizedCropDecode, interleaved
+from res2net.speed import interleaved as interleaved_timings
 
 # torchvision's decoder, timed here as the alternative ours was chosen over, warns on every call.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)

@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
-from res2net.benchmark import format_table, interleaved, randomise_batchnorm, train_step_contenders
 from res2net.evaluate import autocast_context
 from res2net.models import build_model
+from res2net.speed import format_table, interleaved, randomise_batchnorm, train_step_contenders
 
 
 def inference_contenders(model_name: str, batch: int, size: int) -> dict[str, object]:

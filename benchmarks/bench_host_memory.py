@@ -6,7 +6,7 @@ thresholds belong to the process:
 
 * ``default``: glibc as it starts;
 * ``trim only``: only the trim threshold raised (which stops glibc adapting its mmap threshold);
-* ``retained``: ``res2net.train.host_memory.retain_freed_memory()``, as ``train.py`` runs on CPU.
+* ``retained``: ``res2net.cpu_training.host_memory.retain_freed_memory()``, as ``train.py`` runs on CPU.
 
 Each prints ms per step and minor page faults per step over ``--steps`` steps after two warm-ups.
 
@@ -26,7 +26,7 @@ CHILD = """
 import json, resource, sys, time
 import torch
 setting, precision, batch, size, steps = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-from res2net.train.host_memory import _M_TRIM_THRESHOLD, RETAIN_BYTES, _glibc, retain_freed_memory
+from res2net.cpu_training.host_memory import _M_TRIM_THRESHOLD, RETAIN_BYTES, _glibc, retain_freed_memory
 if setting == "retained":
     assert retain_freed_memory()
 elif setting == "trim only":

@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from res2net.benchmark import interleaved, peak_rss_mib
-from res2net.benchmark.cli import inference_summary
-from res2net.benchmark.contenders import OPENVINO, OURS, inference_contenders
 from res2net.inference import PreprocessInfo, load_model, optimize_for_inference, preprocess_images
 from res2net.inference.calibration import sample_files
+from res2net.speed import interleaved, peak_rss_mib
+from res2net.speed.cli import inference_summary
+from res2net.speed.contenders import OPENVINO, OURS, inference_contenders
 
 MODEL = "res2net50_26w_4s"
 IMAGE_SIZE = 224

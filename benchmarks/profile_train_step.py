@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from res2net.benchmark import interleaved
 from res2net.evaluate import autocast_context
 from res2net.models import build_model
+from res2net.speed import interleaved
 
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # onednn_verbose,v1,primitive,exec,cpu,<kind>,<implementation>,<direction>,...,<milliseconds>

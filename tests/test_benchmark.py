@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from res2net import cli
-from res2net.benchmark.contenders import OURS_TRAIN, TIMM_TRAIN, TIMM_TRAIN_MATCHED
-from res2net.benchmark.roofline import training_gflop_per_image
+from res2net.speed.contenders import OURS_TRAIN, TIMM_TRAIN, TIMM_TRAIN_MATCHED
+from res2net.speed.roofline import training_gflop_per_image
 
 
 def test_training_work_is_counted_forward_and_backward() -> None:

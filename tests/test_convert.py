@@ -14,7 +14,8 @@ from safetensors import safe_open
 
 from res2net import create_model
 from res2net.checkpoint import CheckpointFormat, detect_format
-from res2net.convert import add_convert_parser, convert, run_convert
+from res2net.cli.convert import add_convert_parser
+from res2net.convert import convert, run_convert
 from res2net.errors import CheckpointError
 from res2net.models import register_model
 

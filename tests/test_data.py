@@ -12,11 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from res2net.cli.data import add_demo_data_parser, add_prepare_imagenet_parser
 from res2net.data import (
     CorruptImageWarning,
     ImageFolderDataset,
-    add_demo_data_parser,
-    add_prepare_imagenet_parser,
     build_eval_loader,
     build_eval_transform,
     build_loader,
@@ -97,7 +96,7 @@ def test_demo_data_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     parser = argparse.ArgumentParser()
     add_demo_data_parser(parser.add_subparsers())
     args = parser.parse_args(["demo-data", str(tmp_path), "--image-size", "8"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert "1437 train / 360 val images, 10 classes" in capsys.readouterr().out
 
 
@@ -265,7 +264,7 @@ def test_prepare_imagenet_cli_with_text_synsets_and_copy(
     args = parser.parse_args(
         ["prepare-imagenet", str(flat), str(truth), str(synset_file), str(tmp_path / "out"), "--copy"]
     )
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert "6 images in 3 classes (0 linked, 6 copied, 0 already there)" in capsys.readouterr().out
     assert (tmp_path / "out" / "n0300" / "ILSVRC2012_val_00000002.JPEG").stat().st_nlink == 1
 

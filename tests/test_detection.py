@@ -129,22 +129,32 @@ def test_frozen_stages_get_no_gradients_and_keep_their_statistics() -> None:
     assert any(not torch.equal(before[k], after[k]) for k in trained), "trainable BatchNorm did not update"
 
 
-def test_frozen_norm_replaces_every_batch_norm_and_keeps_outputs() -> None:
+def test_frozen_norm_is_built_in_and_keeps_outputs(tmp_path: Path) -> None:
+    """norm="frozen" builds the trunk with norm_layer=FrozenBatchNorm2d (no module-tree rewrite), and a
+    BatchNorm checkpoint (counters included) loads into it with the same outputs."""
     plain = res2net_backbone("res2net50", trainable_stages=5, norm="bn").eval()
-    with torch.no_grad():  # non-trivial statistics, so copying them is tested
+    with torch.no_grad():  # non-trivial statistics, so loading them is tested
         for module in plain.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    frozen = copy.deepcopy(plain)
-    from res2net.detection import freeze_batch_norm
-
-    freeze_batch_norm(frozen)
+    path = tmp_path / "plain.pth"
+    torch.save(plain.state_dict(), path)
+    frozen = res2net_backbone("res2net50", weights=path, trainable_stages=5, norm="frozen").eval()
     assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
-    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules()) == sum(
+        isinstance(m, nn.BatchNorm2d) for m in plain.modules())
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(frozen.forward_features(x), plain.forward_features(x), rtol=1e-4, atol=1e-5)
+        expected = plain.forward_features(x)
+        torch.testing.assert_close(frozen.forward_features(x), expected, rtol=1e-4, atol=1e-5)
+    from res2net.detection import freeze_batch_norm
+
+    rewritten = copy.deepcopy(plain)
+    with pytest.deprecated_call():  # the old after-the-build rewrite still works, with a warning
+        freeze_batch_norm(rewritten)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten.forward_features(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_backbone_weights_from_a_file_and_unknown_weights(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_inference import SMALL, eager, random_model, relative_error, save_training_checkpoint
 
+from res2net.cli.inference import add_export_parser
 from res2net.inference.export import (
-    add_export_parser,
     export_onnx,
     export_torchscript,
     run_export,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from res2net.train.host_memory import _glibc
+from res2net.cpu_training.host_memory import _glibc
 
 pytestmark = pytest.mark.skipif(_glibc() is None, reason="mallopt's thresholds are glibc's")
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(_glibc() is None, reason="mallopt's thresholds a
 FAULTS_PER_STEP = """
 import json, resource, sys
 import torch
-from res2net.train.host_memory import retain_freed_memory
+from res2net.cpu_training.host_memory import retain_freed_memory
 retained = retain_freed_memory() if sys.argv[1] == "retain" else False
 def step():
     maps = [torch.empty(48 << 20, dtype=torch.uint8) for _ in range(3)]

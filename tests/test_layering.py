@@ -18,11 +18,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "res2net"
 # Floors, lowest first: a module may import its own floor and those below, never above.
 FLOORS = [
-    {"version", "errors", "models", "config", "data", "distributed", "evaluate"},
-    {"checkpoint"},
+    {"version", "errors", "home", "lazy", "models", "config", "data", "distributed", "evaluate"},
+    {"checkpoint", "cpu_training"},
     {"factory", "convert"},
     {"train", "inference", "validation"},
-    {"benchmark", "serve", "detection", "segmentation", "cli"},
+    {"speed", "serve", "detection", "segmentation", "cli"},
 ]
 
 

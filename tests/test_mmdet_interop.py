@@ -55,7 +55,7 @@ def test_mmdet_first_block_pooling_is_what_makes_the_outputs_equal(tmp_path: Pat
     reference = torch.load(FIXTURES / "res2net50_io.pt")
     path = mmdet_detector_file(tmp_path / "det.pth")
     forced = res2net.create_model("res2net50_v1b", checkpoint_path=path, features_only=True,
-                                  stage_first_pool="always").eval()
+                                  pool_unstrided=True).eval()
     with torch.no_grad():
         first = forced(reference["input"])[0]
     assert not torch.allclose(first, reference["outputs"][0], rtol=1e-3, atol=1e-3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,12 +11,12 @@ import res2net
 from res2net.errors import UserError
 from res2net.models import REGISTRY, build_model, get_architecture, imagenet_label_names
 from res2net.models.features import FeatureExtractor
-from res2net.models.registry import ARCHITECTURES, SHIPPED_NAMES
+from res2net.models.registry import ARCHITECTURES, SHIPPED_NAMES, Architecture
 
 ALL_MODELS = list(SHIPPED_NAMES)  # test files register tiny models of their own
 
-# Trainable parameters with 1000 classes, from FACTS.md (MindCV 0.3.0 and the official
-# code agree; the DLA figures are timm's, without the official code's unused layers).
+# Trainable parameters with 1000 classes, as MindCV 0.3.0 and the paper authors' official code build
+# them (both agree; the DLA figures are timm's, without the official code's unused ``project`` layers).
 EXPECTED_PARAMS = {
     "res2net50_26w_4s": 25_699_120,
     "res2net50": 25_699_120,
@@ -34,7 +36,7 @@ EXPECTED_PARAMS = {
     "res2net_dla60": 20_848_072,
     "res2next_dla60": 17_032_984,
 }
-# FACTS.md gives no count for the 152-layer networks; the deep stem adds the same
+# Neither source publishes a count for the 152-layer networks; the deep stem adds the same
 # 19,232 parameters to every depth, which ties the two 152 variants together.
 DEEP_STEM_EXTRA = 25_718_352 - 25_699_120
 
@@ -257,3 +259,66 @@ def test_drop_path_and_dropout_only_act_in_training() -> None:
 def test_dla_accepts_sizes_that_are_not_multiples_of_32(size: int, models: dict[str, torch.nn.Module]) -> None:
     with torch.no_grad():
         assert models["res2net_dla60"](torch.randn(1, 3, size, size)).shape == (1, 7)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.name)
+def test_the_registry_records_each_architectures_parameters_and_macs(arch: Architecture) -> None:
+    """The registry's facts are the built network's: trainable parameters, and multiply-accumulates
+    per 224x224 image as torch's FlopCounterMode counts them (convolutions and classifier), halved."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model(arch.name).eval()
+        image = torch.empty(1, 3, 224, 224)
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    assert count_parameters(model) == arch.num_params
+    assert counter.get_total_flops() // 2 == arch.macs
+    if arch.name in EXPECTED_PARAMS:
+        assert arch.num_params == EXPECTED_PARAMS[arch.name]
+
+
+def test_norm_and_act_layers_are_arguments_and_keys_stay() -> None:
+    """norm_layer / act_layer build the network as torchvision and timm do, with the same state-dict keys."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    plain = build_model("res2net50_v1b")
+    frozen = build_model("res2net50_v1b", norm_layer=FrozenBatchNorm2d, act_layer=torch.nn.SiLU)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in frozen.modules())
+    assert {k for k in plain.state_dict() if not k.endswith("num_batches_tracked")} == set(frozen.state_dict())
+    dla = build_model("res2net_dla60", norm_layer=FrozenBatchNorm2d)
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in dla.modules()) == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in build_model("res2net_dla60").modules())
+
+
+def test_stage_first_pool_still_works_with_a_deprecation_warning() -> None:
+    with pytest.deprecated_call(match="pass pool_unstrided"):
+        legacy = build_model("res2net50", stage_first_pool="strided")
+    assert legacy.layer1[0].pool is None and build_model("res2net50", pool_unstrided=False).layer1[0].pool is None
+    assert build_model("res2net50").layer1[0].pool is not None
+    with pytest.raises(ValueError, match="stage_first_pool must be"):
+        build_model("res2net50", stage_first_pool="sometimes")
+
+
+def test_models_command_prints_the_registry_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from res2net.cli import main
+
+    assert main(["models", "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "model,other names,params (M),GMACs @224,weights: top-1 %"
+    assert len(rows) == 1 + len(ARCHITECTURES)
+    assert any(r.startswith("res2net50_26w_4s,res2net50,25.70,4.26,") and "mindcv 79.35" in r for r in rows)
+    assert main(["models", "res2net152*", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out.strip().splitlines()
+    assert markdown[1] == "|---|---|---|---|---|" and len(markdown) == 4  # header, rule, the two 152s
+
+
+def test_the_readme_model_table_is_the_models_command_output() -> None:
+    from res2net.cli.models import model_rows, render
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- models: res2net models --format markdown -->\n", "\n<!-- /models -->"
+    assert start in readme and end in readme, "the README's model table markers are missing"
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == render(model_rows(), "markdown"), "stale: paste `res2net models --format markdown` there"

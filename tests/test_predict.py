@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from test_inference import random_model, save_training_checkpoint
 
+from res2net.cli.inference import add_predict_parser
 from res2net.inference.cam import grad_cam, overlay
-from res2net.inference.predict import add_predict_parser, run_predict, top_k
+from res2net.inference.predict import run_predict, top_k
 
 NAMES = ["apple", "banana", "cherry", "date", "elderberry", "fig"]
 

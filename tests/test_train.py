@@ -163,3 +163,25 @@ def test_the_seeds_standalone_and_validate_commands_run_verbatim(
     assert summary["num_samples"] == 30 and summary["checkpoint"] == str(checkpoint)
     recorded = read_training_checkpoint(checkpoint).metrics
     assert recorded is not None and summary["top1"] == pytest.approx(recorded["top1"], abs=1e-9)
+
+
+def test_a_folder_smaller_than_one_batch_keeps_its_partial_batch(
+    tiny_digits_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """40 images and the demo recipe's drop_remainder with a batch of 64: dropping would leave every epoch
+    without a step and report an untrained score. The partial batch is kept, and the run says so once."""
+    result = train(load_config(tiny_args(tiny_digits_dir, tmp_path, "--batch_size", "64"), purpose="train"))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]  # one step per epoch
+    assert result.final is not None
+    out = capsys.readouterr().out
+    assert out.count("fewer than one batch of 64") == 1 and "one batch of 40" in out
+    assert "train_samples=40" in out
+
+
+def test_a_single_training_image_is_one_clear_error(tiny_digits_dir: Path, tmp_path: Path) -> None:
+    from res2net.errors import DataError
+
+    args = tiny_args(tiny_digits_dir, tmp_path, "--num_samples", "1")
+    with pytest.raises(DataError, match=r"has 1 image\(s\) for 1 process\(es\): training needs at least 2"):
+        train(load_config(args, purpose="train"))

@@ -15,6 +15,7 @@ from torch._dynamo.utils import counters
 
 from res2net import validation
 from res2net.config import Config, load_config
+from res2net.cpu_training import compiler_available
 from res2net.data import EncodedImage, ImageFolderDataset, build_eval_transform
 from res2net.errors import DataError
 from res2net.evaluate import EvalResult
@@ -22,7 +23,6 @@ from res2net.inference import optimize as optimize_module
 from res2net.inference.calibration import sample_files
 from res2net.inference.openvino_backend import OpenVinoModule
 from res2net.inference.optimize import BackendFallbackWarning
-from res2net.inference.torch_backend import cpp_compiler_available
 from res2net.models import build_model
 from res2net.validation import validate
 
@@ -202,5 +202,5 @@ def test_validate_compiles_before_the_timed_loop(
     assert at_end == at_start, "evaluate compiled inside the timed loop"
     if openvino:
         assert at_start == [(10, 3, 16, 16)]  # the loader's batch, compiled before the loop
-    elif cpp_compiler_available():
+    elif compiler_available():
         assert at_start > graphs_before, "bf16 was not compiled before the timed loop"

@@ -9,22 +9,22 @@ names and ``name.tag`` weights, ``register_weights`` adds weights of your own;
 int8 inference.
 """
 
-from .data import DataConfig, create_transform, resolve_data_config
-from .factory import create_model
-from .inference.optimize import optimize_for_inference
-from .models import PretrainedCfg, list_models, list_pretrained, register_model, register_weights
-from .version import __version__
+from __future__ import annotations
 
-__all__ = [
-    "DataConfig",
-    "PretrainedCfg",
-    "create_model",
-    "create_transform",
-    "list_models",
-    "list_pretrained",
-    "optimize_for_inference",
-    "register_model",
-    "register_weights",
-    "resolve_data_config",
-    "__version__",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "DataConfig": "data",
+    "create_transform": "data",
+    "resolve_data_config": "data",
+    "create_model": "factory",
+    "optimize_for_inference": "inference.optimize",
+    "PretrainedCfg": "models",
+    "list_models": "models",
+    "list_pretrained": "models",
+    "register_model": "models",
+    "register_weights": "models",
+    "__version__": "version",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

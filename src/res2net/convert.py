@@ -83,25 +83,6 @@ def _write_mmdet(state: dict[str, torch.Tensor], dst: Path, model_name: str, cfg
         raise CheckpointError(f"{dst}: written file does not read back identically")
 
 
-def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``convert SRC DST --model NAME [--ema]`` on a CLI's subparsers."""
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert a checkpoint (ours, official .pth, timm, MindCV .ckpt) to safetensors",
-        description="Read SRC in any supported format, load it into --model, and write its weights, "
-        "under this package's names, to DST as safetensors (or, with --to mmdet, the trunk in "
-        "mmdetection's Res2Net naming).",
-    )
-    parser.add_argument("src", help="checkpoint to read (format detected from its contents)")
-    parser.add_argument("dst", help="safetensors file to write")
-    parser.add_argument("--model", required=True, help="model name, see `res2net list`")
-    parser.add_argument("--ema", action="store_true", help="convert the EMA weights of a training checkpoint")
-    parser.add_argument("--to", choices=("safetensors", "mmdet"), default="safetensors",
-                        help="output: safetensors of our names (default), or an mmdetection backbone .pth "
-                        "(v1b models only)")
-    return parser
-
-
 def run_convert(args: argparse.Namespace) -> int:
     """Entry point for the ``convert`` subcommand; returns the exit status."""
     num_classes = convert(args.src, args.dst, args.model, use_ema=args.ema, to=args.to)

@@ -58,8 +58,8 @@ def create_model(
             (0: stride 2, 1: stride 4, ... 4: stride 32) instead of logits.
         output_stride: 32, or 16/8 for dilated (denser) late stages.
         use_ema: load the EMA weights from a training checkpoint (ours, timm's or MindCV's).
-        model_kwargs: further options of the network (``dcn_stages``, ``stage_first_pool``),
-            see :func:`res2net.models.build_model`.
+        model_kwargs: further options of the network (``norm_layer``, ``act_layer``,
+            ``dcn_stages``, ``pool_unstrided``), see :func:`res2net.models.build_model`.
 
     The result carries ``pretrained_cfg``: source, URL and sha256, license, reported accuracy,
     class names, and the preprocessing the weights expect.
@@ -96,10 +96,10 @@ def model_from_checkpoint(
 ) -> ClassifierBackbone:
     """``name`` built for ``raw``'s weights (already read) and loaded with them; its
     ``pretrained_cfg`` is ``base`` fitted to the classifier it ended up with. mmdetection's
-    weights get its first-block pooling (``stage_first_pool="strided"``), with which they were
+    weights get its first-block pooling (``pool_unstrided=False``), with which they were
     trained, unless the caller chooses."""
-    if raw.format is not CheckpointFormat.MINDSPORE and is_mmdet_layout(raw.state):
-        build.setdefault("stage_first_pool", "strided")
+    if raw.format is not CheckpointFormat.MINDSPORE and is_mmdet_layout(raw.state) and "stage_first_pool" not in build:
+        build.setdefault("pool_unstrided", False)
     rows = head_rows(raw.state, raw.format)
     classes = num_classes if num_classes is not None else imagenet_classes_for(rows, base.label_names)
     model = build_model(name, num_classes=classes, **build)

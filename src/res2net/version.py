@@ -1,4 +1,3 @@
-"""The package version, in a module of its own so that any module can read it without importing
-the public facade (``res2net/__init__``), which imports nearly everything."""
+"""The package version, in a module of its own: ``pyproject.toml`` reads it without importing the package."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

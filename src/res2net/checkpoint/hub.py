@@ -20,18 +20,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from res2net.errors import CheckpointError
+from res2net.home import home_dir
 from res2net.models import PretrainedCfg
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOME = "~/.cache/res2net"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30.0
 
 
 def cache_dir() -> Path:
     """Where downloaded weights live: ``$RES2NET_HOME/checkpoints``."""
-    return Path(os.environ.get("RES2NET_HOME") or DEFAULT_HOME).expanduser() / "checkpoints"
+    return home_dir() / "checkpoints"
 
 
 def _unreachable(url: str, reason: object) -> CheckpointError:

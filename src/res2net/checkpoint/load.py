@@ -6,7 +6,8 @@ ImageNet heads go into a 1000-class model by keeping their first 1000 rows, exac
 MindCV's own ``load_pretrained`` does (its ImageNet labels are the 1000 folder indices,
 the 1001st output is never trained); BatchNorm ``num_batches_tracked`` counters, which
 MindSpore and old PyTorch files lack and which do not affect eval outputs, keep the
-model's value; and the offset branches of deformable convolutions (``conv_offset``), which a
+model's value (and a file's counters are dropped for norms that keep none, such as
+``FrozenBatchNorm2d``); and the offset branches of deformable convolutions (``conv_offset``), which a
 plain checkpoint has no use for, keep their zero initialisation, so a detection backbone with
 DCN stages starts from a classifier's weights computing what the classifier did. Everything
 else that does not fit is one CheckpointError listing the missing, unexpected and wrongly
@@ -134,6 +135,8 @@ def load_state_into(
     for key, value in target.items():
         if (key.endswith(_COUNTER) or _OFFSET_BRANCH in key) and key not in state:
             state[key] = value
+    for key in [k for k in state if k.endswith(_COUNTER) and k not in target]:
+        del state[key]  # a norm without a counter (FrozenBatchNorm2d) has no use for the file's
     missing = target.keys() - state.keys()
     unexpected = state.keys() - target.keys()
     shapes = [

@@ -12,7 +12,7 @@ A detector checkpoint (``{"meta": ..., "state_dict": {"backbone.*", "neck.*", "r
 ``init_cfg=dict(type="Pretrained", checkpoint=...)`` reads) carries it without. The layout is
 recognised by its stem, which no other source names ``stem.0``; that is a property of the
 layout, not a guess from a file name. Its first-block pooling differs from the paper's code
-(see ``stage_first_pool`` in :class:`~res2net.models.res2net.Res2Net`), which
+(see ``pool_unstrided`` in :class:`~res2net.models.res2net.Res2Net`), which
 :func:`res2net.factory.model_from_checkpoint` applies for these files.
 """
 

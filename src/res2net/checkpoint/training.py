@@ -22,7 +22,7 @@ import torch
 
 from res2net.checkpoint.sniff import CheckpointFormat, format_of
 from res2net.checkpoint.torchfile import load_torch_bytes, read_file
-from res2net.data.transforms import normalize_stats
+from res2net.data.stats import normalize_stats
 from res2net.errors import CheckpointError
 from res2net.models import PretrainedCfg, get_architecture
 

@@ -23,6 +23,7 @@ import yaml
 from res2net.errors import ConfigError
 
 from .keys import KeySpec
+from .spelling import accept_both_spellings
 from .values import CliTokens, closest, coerce, describe, is_bool_type, is_sequence_type
 
 FROM_CLI = "on the command line"
@@ -117,7 +118,7 @@ def recipe_parser(schema: type, prog: str, description: str) -> RecipeParser:
         group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
         flags, metavar = (["-c", "--config"], "FILE") if name == "config" else ([f"--{name}"], _metavar(spec, tp))
         group.add_argument(*flags, dest=name, metavar=metavar, help=_help(schema, name, spec, tp), **_arity(tp))
-    return parser
+    return accept_both_spellings(parser, "underscore")  # MindCV's --num_classes; --num-classes works too
 
 
 def typed_values(schema: type, parser: RecipeParser, argv: list[str]) -> dict[str, Any]:

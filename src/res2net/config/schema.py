@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from res2net.data.autoaugment import parse_policy
-from res2net.data.transforms import normalize_stats
+from res2net.data.policy import parse_policy
+from res2net.data.stats import normalize_stats
 from res2net.errors import ConfigError
 
 from .flat import check_device, check_keys, coerce_value, recipe_yaml, specs_of
@@ -34,6 +34,9 @@ LEGACY_KEYS: dict[str, tuple[str, dict[bool, str]]] = {
     "filter_bias_and_bn": ("weight_decay_filter", {True: "norm_and_bias", False: "disable"}),
     "dynamic_loss_scale": ("loss_scale_type", {True: "dynamic", False: "fixed"}),
 }
+#: ``cpu_kernels`` and ``host_memory`` values (res2net.cpu_training).
+CPU_KERNELS = ("auto", "fused", "off")
+HOST_MEMORY = ("retain", "default")
 #: Optimizers whose implementation is timm's (the ``optim`` extra): ``opt`` -> class in ``timm.optim``.
 TIMM_OPTIMIZERS = {"lion": "Lion", "adan": "Adan"}
 
@@ -64,6 +67,13 @@ class Config:
     channels_last: bool = key(True, "keep images and weights in channels_last memory format (faster)", SYSTEM,
                               ours=True)
     sync_bn: bool = key(False, "convert BatchNorm to SyncBatchNorm when distributed", SYSTEM, ours=True)
+    cpu_kernels: str = key(
+        "auto", "CPU training: fused = build (about 20 s, once per machine and torch) and use the fused BatchNorm "
+        "kernels; auto = use them if already built, else PyTorch's; off = the plain model (see res2net.cpu_training)",
+        SYSTEM, choices=CPU_KERNELS, ours=True)
+    host_memory: str = key("retain", "CPU training: retain = keep freed memory in the process (glibc), so steps do "
+                           "not fault their maps in afresh; default = the allocator's own behaviour", SYSTEM,
+                           choices=HOST_MEMORY, ours=True)
 
     # --- dataset ------------------------------------------------------------------------
     dataset: str = key("imagenet", "dataset type: 'imagenet' = ImageNet-style class folders, 'webdataset' = tar "

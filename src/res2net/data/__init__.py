@@ -4,58 +4,41 @@ Functions take plain keyword arguments; the training engine maps recipe keys ont
 package does not depend on :mod:`res2net.config`.
 """
 
-from res2net.data.autoaugment import AutoAugmentPolicy, parse_auto_augment, parse_policy
-from res2net.data.decode import EncodedImage, ImageDecodeError
-from res2net.data.demo import add_demo_data_parser, run_demo_data, write_digits_dataset
-from res2net.data.folder import (
-    CorruptImageWarning,
-    ImageFolderDataset,
-    SkipCounter,
-    check_same_classes,
-    collate_skipping,
-)
-from res2net.data.imagenet import add_prepare_imagenet_parser, prepare_imagenet_val, run_prepare_imagenet
-from res2net.data.loader import build_eval_loader, build_loader, set_epoch
-from res2net.data.mixing import MixupCutmix
-from res2net.data.preprocess import DataConfig, create_transform, resolve_data_config
-from res2net.data.sampler import EvalShardSampler, TrainSampler
-from res2net.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_eval_transform,
-    build_train_transform,
-    normalize_stats,
-)
+from __future__ import annotations
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "AutoAugmentPolicy",
-    "IMAGENET_STD",
-    "CorruptImageWarning",
-    "DataConfig",
-    "EncodedImage",
-    "EvalShardSampler",
-    "ImageDecodeError",
-    "ImageFolderDataset",
-    "MixupCutmix",
-    "SkipCounter",
-    "TrainSampler",
-    "add_demo_data_parser",
-    "add_prepare_imagenet_parser",
-    "build_eval_loader",
-    "build_eval_transform",
-    "build_loader",
-    "build_train_transform",
-    "check_same_classes",
-    "collate_skipping",
-    "create_transform",
-    "normalize_stats",
-    "parse_auto_augment",
-    "parse_policy",
-    "prepare_imagenet_val",
-    "resolve_data_config",
-    "run_demo_data",
-    "run_prepare_imagenet",
-    "set_epoch",
-    "write_digits_dataset",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "AutoAugmentPolicy": "autoaugment",
+    "parse_auto_augment": "autoaugment",
+    "parse_policy": "autoaugment",
+    "EncodedImage": "decode",
+    "ImageDecodeError": "decode",
+    "add_demo_data_parser": "demo",
+    "run_demo_data": "demo",
+    "write_digits_dataset": "demo",
+    "CorruptImageWarning": "folder",
+    "ImageFolderDataset": "folder",
+    "SkipCounter": "folder",
+    "check_same_classes": "folder",
+    "collate_skipping": "folder",
+    "add_prepare_imagenet_parser": "imagenet",
+    "prepare_imagenet_val": "imagenet",
+    "run_prepare_imagenet": "imagenet",
+    "build_eval_loader": "loader",
+    "build_loader": "loader",
+    "set_epoch": "loader",
+    "MixupCutmix": "mixing",
+    "DataConfig": "preprocess",
+    "create_transform": "preprocess",
+    "resolve_data_config": "preprocess",
+    "EvalShardSampler": "sampler",
+    "TrainSampler": "sampler",
+    "IMAGENET_MEAN": "transforms",
+    "IMAGENET_STD": "transforms",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+    "normalize_stats": "transforms",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -66,26 +66,6 @@ def _complete_marker(root: Path, params: dict[str, Any]) -> dict[str, Any] | Non
     return dict(counts)
 
 
-def add_demo_data_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``demo-data DIR [--image-size N] [--val-fraction F] [--seed S]``; sets ``func``."""
-    parser = subparsers.add_parser(
-        "demo-data",
-        help="write the bundled handwritten-digits dataset as an ImageNet-style JPEG folder",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    parser.add_argument("dir", type=Path, help="output folder (train/ and val/ are created inside)")
-    parser.add_argument("--task", choices=("classification", "detection"), default="classification",
-                        help="classification: class folders; detection: digits on canvases with COCO boxes, "
-                        "instance and semantic masks (default classification)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="classification: side of the upscaled images (default 64); detection: canvas side "
-                        "(default 128)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
-    parser.set_defaults(func=run_demo_data)
-    return parser
-
-
 def run_demo_data(args: argparse.Namespace) -> int:
     """CLI body: write the dataset and print one line with the counts."""
     if args.task == "detection":

@@ -15,7 +15,6 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from res2net.data.folder import IMG_EXTENSIONS
 from res2net.errors import DataError
@@ -109,27 +108,6 @@ def _read_labels(path: Path, num_classes: int) -> list[int]:
             raise DataError(f"{path}:{number}: label {label} is outside 1..{num_classes} (the synset list's size)")
         labels.append(label)
     return labels
-
-
-def add_prepare_imagenet_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``prepare-imagenet VAL_DIR GROUND_TRUTH SYNSETS OUT_DIR [--copy]``; sets ``func``."""
-    parser = subparsers.add_parser(
-        "prepare-imagenet",
-        help="arrange the flat ILSVRC2012 val folder into class folders",
-        description=(
-            "Link each ILSVRC2012 validation image into OUT_DIR/<wnid>/ using the devkit's ground-truth "
-            "labels and synset order."
-        ),
-    )
-    parser.add_argument("val_dir", type=Path, help="folder holding ILSVRC2012_val_*.JPEG")
-    parser.add_argument("ground_truth", type=Path, help="devkit data/ILSVRC2012_validation_ground_truth.txt")
-    parser.add_argument(
-        "synsets", type=Path, help="devkit data/meta.mat, or a text file of WNIDs in ILSVRC2012_ID order"
-    )
-    parser.add_argument("out_dir", type=Path, help="output split folder, e.g. /data/imagenet/val")
-    parser.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
-    parser.set_defaults(func=run_prepare_imagenet)
-    return parser
 
 
 def run_prepare_imagenet(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from res2net.data.decode import ImageInput
+from res2net.data.stats import Stats
 from res2net.data.transforms import (
     DEFAULT_CROP_PCT,
     IMAGENET_MEAN,
@@ -26,7 +27,6 @@ from res2net.data.transforms import (
 )
 from res2net.errors import UserError
 
-Stats = tuple[float, float, float]
 _FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 
 

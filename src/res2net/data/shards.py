@@ -339,20 +339,6 @@ class ShardStream(IterableDataset[Any]):
         return out
 
 
-def add_make_shards_parser(subparsers: Any) -> Any:
-    """Register ``make-shards DATA_DIR OUT_DIR [--shard_size N] [--seed S]``."""
-    parser = subparsers.add_parser(
-        "make-shards",
-        help="write an ImageNet-style folder as webdataset tar shards (dataset: webdataset)",
-        description="Write DATA_DIR/train and DATA_DIR/val as OUT_DIR/train-%%06d.tar, val-%%06d.tar and index.json.",
-    )
-    parser.add_argument("data_dir", help="folder with train/<class>/* and val/<class>/*")
-    parser.add_argument("out_dir", help="folder for the shards and index.json")
-    parser.add_argument("--shard_size", type=int, default=1000, help="samples per shard (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stored training order (default 0)")
-    return parser
-
-
 def run_make_shards(args: Any) -> int:
     index = write_shards(args.data_dir, args.out_dir, shard_size=args.shard_size, seed=args.seed)
     counts = ", ".join(f"{split}: {index.num_samples(split)} samples in {len(shards)} shards"

@@ -28,6 +28,7 @@ from torchvision.transforms.v2 import functional as F
 from res2net.data.autoaugment import parse_auto_augment
 from res2net.data.color import FloatColorJitter
 from res2net.data.decode import EncodedImage, ImageInput, decode_crop, decode_rgb, draft_factor
+from res2net.data.stats import Stats, normalize_stats
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,35 +40,8 @@ _INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
 }
 
-Stats = tuple[float, float, float]
 ColorJitter = float | Sequence[float] | None
 EraseValue = float | Sequence[float] | str
-
-
-def normalize_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[Stats, Stats]:
-    """Return (mean, std) on the 0-1 scale, accepting MindCV's 0-255 values as well.
-
-    MindCV recipes give ``mean: [123.675, 116.28, 103.53]``; torchvision-style code gives
-    ``0.485...``. A value above 1 can only be on the 0-255 scale, so that decides; a mean on
-    one scale with a std on the other is a mistake we refuse rather than guess about.
-    """
-    if len(mean) != 3 or len(std) != 3:
-        raise ValueError(f"mean and std need 3 values (R, G, B), got {list(mean)} and {list(std)}")
-    if min(std) <= 0:
-        raise ValueError(f"std values must be positive, got {list(std)}")
-    # A 0-1 std is at most 0.5 (values in [0, 1]); a mean of zeros fits either scale.
-    mean_255, std_255 = max(mean) > 1, max(std) > 1
-    mean_01 = 0 < max(mean) <= 1
-    if mean_255 != std_255 and (mean_255 or mean_01):
-        scales = ("0-255", "0-1") if mean_255 else ("0-1", "0-255")
-        raise ValueError(
-            f"mean {list(mean)} looks {scales[0]} scaled but std {list(std)} looks {scales[1]} scaled; "
-            "give both on the same scale"
-        )
-    divisor = 255.0 if mean_255 or std_255 else 1.0
-    m = tuple(float(v) / divisor for v in mean)
-    s = tuple(float(v) / divisor for v in std)
-    return (m[0], m[1], m[2]), (s[0], s[1], s[2])
 
 
 def interpolation_mode(name: str) -> InterpolationMode:

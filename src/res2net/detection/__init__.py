@@ -1,22 +1,18 @@
 """Res2Net as the backbone of torchvision's detectors (Faster R-CNN, Mask R-CNN, RetinaNet)."""
 
-from .backbone import freeze_batch_norm, res2net_backbone
-from .models import (
-    BUILDERS,
-    Res2NetFPN,
-    fasterrcnn_res2net_fpn,
-    maskrcnn_res2net_fpn,
-    res2net_fpn,
-    retinanet_res2net_fpn,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BUILDERS",
-    "Res2NetFPN",
-    "fasterrcnn_res2net_fpn",
-    "freeze_batch_norm",
-    "maskrcnn_res2net_fpn",
-    "res2net_backbone",
-    "res2net_fpn",
-    "retinanet_res2net_fpn",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "freeze_batch_norm": "backbone",
+    "res2net_backbone": "backbone",
+    "BUILDERS": "models",
+    "Res2NetFPN": "models",
+    "fasterrcnn_res2net_fpn": "models",
+    "maskrcnn_res2net_fpn": "models",
+    "res2net_fpn": "models",
+    "retinanet_res2net_fpn": "models",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,9 +11,10 @@ and the DLA-style networks are trunks alike, with weights from any source
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
@@ -47,8 +48,9 @@ def res2net_backbone(
             (ours, official, timm, MindCV, mmdetection); ``None``: random initialisation.
         trainable_stages: how many of the five stage groups, counted from the last, are
             trained (0: none, 5: all including the stem); the rest get no gradients.
-        norm: ``frozen`` replaces every BatchNorm by ``FrozenBatchNorm2d`` (fixed statistics and
-            affine, the detection default); ``bn`` trains BatchNorm where the stage is trained
+        norm: ``frozen`` builds the trunk with ``norm_layer=FrozenBatchNorm2d`` (fixed statistics
+            and affine, the detection default, as torchvision's detection ResNets are built);
+            ``bn`` trains BatchNorm where the stage is trained
             (statistics of frozen stages stay fixed); ``sync`` is ``bn`` with statistics
             reduced over processes (``SyncBatchNorm``, CUDA under torch.distributed).
         dcn_stages: per stage, deformable 3x3 convolutions (ResNet-style networks only).
@@ -58,18 +60,20 @@ def res2net_backbone(
         raise UserError(f"trainable_stages must be between 0 and {NUM_STAGES}, got {trainable_stages}")
     if norm not in NORMS:
         raise UserError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    extra = {} if dcn_stages is None or not any(dcn_stages) else {"dcn_stages": tuple(bool(s) for s in dcn_stages)}
-    if extra and REGISTRY.architecture_of(name).family != "res2net":
-        raise UserError(f"dcn_stages needs a ResNet-style backbone; {name} is a DLA network")
+    extra: dict[str, Any] = {}
+    if dcn_stages is not None and any(dcn_stages):
+        if REGISTRY.architecture_of(name).family != "res2net":
+            raise UserError(f"dcn_stages needs a ResNet-style backbone; {name} is a DLA network")
+        extra["dcn_stages"] = tuple(bool(s) for s in dcn_stages)
+    if norm == "frozen":
+        extra["norm_layer"] = FrozenBatchNorm2d
     source = _weights_argument(name, weights)
     model = create_model(name, num_classes=0, output_stride=output_stride, **source, **extra)
     if not isinstance(model, ClassifierBackbone):  # create_model returns the full network here
         raise TypeError(f"{name} did not build a backbone")
     for module_name in frozen_stage_names(model, trainable_stages):
         getattr(model, module_name).requires_grad_(False)
-    if norm == "frozen":
-        model = freeze_batch_norm(model)
-    elif norm == "sync":
+    if norm == "sync":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
@@ -97,7 +101,16 @@ def frozen_stage_names(model: ClassifierBackbone, trainable_stages: int) -> list
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
     """``module`` with every ``BatchNorm2d`` replaced by a ``FrozenBatchNorm2d`` holding its
-    statistics and affine parameters (in place for children; returns the root)."""
+    statistics and affine parameters (in place for children; returns the root).
+
+    Deprecated: build the network with ``norm_layer=FrozenBatchNorm2d`` instead (what
+    :func:`res2net_backbone` does for ``norm="frozen"``)."""
+    warnings.warn("freeze_batch_norm is deprecated: build with norm_layer=torchvision.ops.FrozenBatchNorm2d",
+                  DeprecationWarning, stacklevel=2)
+    return _frozen(module)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d):
         frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
         frozen.weight.copy_(module.weight.detach())
@@ -106,7 +119,7 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
         frozen.running_var.copy_(module.running_var)
         return frozen
     for child_name, child in module.named_children():
-        replaced = freeze_batch_norm(child)
+        replaced = _frozen(child)
         if replaced is not child:
             setattr(module, child_name, replaced)
     return module

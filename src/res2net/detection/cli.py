@@ -1,4 +1,6 @@
-"""``res2net train-detection`` / ``evaluate-detection`` / ``predict-detection``.
+"""What ``res2net train-detection`` / ``evaluate-detection`` / ``predict-detection`` run.
+
+Their parsers are in :mod:`res2net.cli.detection`.
 
 ``train-detection`` takes a flat recipe and ``--key value`` overrides, exactly like
 ``train.py`` does for classification; the other two take a checkpoint of such a run, which
@@ -10,45 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..distributed import resolve_device
 from .checkpoint import model_from_dense_checkpoint, read_dense_checkpoint
-from .config import TASKS, DetectionConfig, load_detection_config
+from .config import TASKS, DetectionConfig
 from .data import CocoDenseDataset
 from .engine import train_dense
 from .evaluate import evaluate_dense
 from .predict import predict_images
 
 
-def add_train_detection_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train-detection", add_help=False,
-        help="train a detector / segmenter from a flat recipe (-c FILE, --key value overrides; --help lists keys)")
-    parser.add_argument("args", nargs=argparse.REMAINDER)
-    return parser
-
-
-def run_train_detection(args: argparse.Namespace) -> int:
-    result = train_dense(load_detection_config(list(args.args)))
+def train_detection(cfg: DetectionConfig) -> int:
+    """``res2net train-detection``: train, then print the final metrics and checkpoint."""
+    result = train_dense(cfg)
     if result.metrics:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
         print(f"final: {json.dumps(shown)}; checkpoint {result.checkpoint}")
     return 0
-
-
-def add_evaluate_detection_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("evaluate-detection", help="score a detection / segmentation checkpoint "
-                                   "(COCO mAP, mIoU or MAE / max-F) on a COCO-format split")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data_dir", default=None, help="dataset root (default: the one the run trained on)")
-    parser.add_argument("--split", default=None, help="split to score (default: the run's val_split)")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    return parser
 
 
 def run_evaluate_detection(args: argparse.Namespace) -> int:
@@ -65,18 +47,6 @@ def run_evaluate_detection(args: argparse.Namespace) -> int:
             if isinstance(value, (int, float)):
                 print(f"{name:16s} {value:.4f}" if isinstance(value, float) else f"{name:16s} {value}")
     return 0
-
-
-def add_predict_detection_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("predict-detection", help="draw a checkpoint's boxes / masks onto images "
-                                   "(PNG files)")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
-    parser.add_argument("--output", type=Path, default=Path("predictions"), help="folder for the drawings")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="boxes below this are not drawn")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true", help="also print the detections as JSON lines")
-    return parser
 
 
 def run_predict_detection(args: argparse.Namespace) -> int:

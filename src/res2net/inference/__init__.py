@@ -6,26 +6,21 @@ weights and also returns the :class:`PreprocessInfo` (input size, normalisation,
 names, all from the model's ``pretrained_cfg``) that predict, export and the server share.
 """
 
-from .fold import fold_batchnorm
-from .optimize import PRECISIONS, Precision, optimize_for_inference
-from .session import (
-    PreprocessInfo,
-    load_inference_model,
-    load_model,
-    preprocess_images,
-    preprocess_info,
-    read_labels_file,
-)
+from __future__ import annotations
 
-__all__ = [
-    "PRECISIONS",
-    "Precision",
-    "PreprocessInfo",
-    "fold_batchnorm",
-    "load_inference_model",
-    "load_model",
-    "optimize_for_inference",
-    "preprocess_images",
-    "preprocess_info",
-    "read_labels_file",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "fold_batchnorm": "fold",
+    "PRECISIONS": "optimize",
+    "Precision": "optimize",
+    "optimize_for_inference": "optimize",
+    "PreprocessInfo": "session",
+    "load_inference_model": "session",
+    "load_model": "session",
+    "preprocess_images": "session",
+    "preprocess_info": "session",
+    "read_labels_file": "session",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

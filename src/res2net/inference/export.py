@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .cli_args import add_model_arguments
 from .fold import fold_batchnorm
 from .onnx_runtime import INPUT_NAME, OUTPUT_NAME, make_session, onnx_bytes
 from .session import PreprocessInfo, load_model
@@ -148,37 +147,6 @@ def verify_torchscript(
         for x in _inputs(batch_sizes, _input_size_for(path, input_size)):
             worst = max(worst, _relative_error(loaded(x).numpy(), model(x)))
     return worst
-
-
-def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export",
-        help="export a model to ONNX or TorchScript (with a preprocessing JSON beside it), a Triton model "
-        "repository or a KServe InferenceService",
-        description="Export to ONNX (dynamic batch axis) or TorchScript; the export is run against "
-        "PyTorch and the max relative error printed; <output>.json holds the preprocessing and labels. "
-        "--format triton writes a Triton model repository (classifier, preprocessing, ensemble) into the "
-        "--output folder; --format kserve writes that repository and an InferenceService manifest.",
-    )
-    add_model_arguments(parser)
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--output", required=True, metavar="PATH", help="file to write (triton/kserve: a folder)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    triton = parser.add_argument_group("triton / kserve")
-    triton.add_argument("--name", default=None, help="Triton model name (default: the model name)")
-    triton.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                        help="fp16: TensorRT half precision (needs --gpu)")
-    triton.add_argument("--max-batch-size", type=int, default=16, help="Triton max_batch_size (default 16)")
-    triton.add_argument("--queue-delay-us", type=int, default=2000,
-                        help="dynamic batcher's max queue delay in microseconds (default 2000)")
-    triton.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
-    triton.add_argument("--gpu", action="store_true", help="GPU instances with the TensorRT accelerator")
-    triton.add_argument("--runtime", choices=("onnxruntime", "python"), default="onnxruntime",
-                        help="classifier on Triton's onnxruntime backend, or a Python-backend model running "
-                        "onnxruntime (for servers without that backend)")
-    triton.add_argument("--storage-uri", default="s3://YOUR-BUCKET/res2net/model_repository",
-                        help="kserve: where the repository will be uploaded (placeholder by default)")
-    return parser
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..home import home_dir
 
 OPENVINO_EXTRA = "pip install 'res2net[openvino]'"
 #: Batch sizes (per spatial size) compiled with a static shape; others share a dynamic-batch model.
@@ -56,7 +57,7 @@ def _openvino() -> Any:
 
 def cache_dir() -> Path:
     """``$RES2NET_HOME/openvino`` (default ``~/.cache/res2net/openvino``)."""
-    return Path(os.environ.get("RES2NET_HOME") or "~/.cache/res2net").expanduser() / "openvino"
+    return home_dir() / "openvino"
 
 
 @functools.cache

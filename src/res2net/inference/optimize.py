@@ -31,10 +31,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..cpu_training.kernels import compiler_available
 from .fold import fold_batchnorm
 from .onnx_runtime import OnnxRuntimeModule, onnx_bytes, quantize_int8, require_onnxruntime
 from .openvino_backend import OPENVINO_EXTRA, OpenVinoModule, cpu_has_bf16, openvino_available, quantize_int8_openvino
-from .torch_backend import ChannelsLastModule, cpp_compiler_available
+from .torch_backend import ChannelsLastModule
 
 Precision = Literal["fp32", "bf16", "int8"]
 Backend = Literal["auto", "openvino", "onnxruntime", "torch"]
@@ -122,7 +123,7 @@ def optimize_for_inference(
     folded = fold_batchnorm(model)
     if chosen == "torch":
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        compile_model = precision == "bf16" and backend == "auto" and cpp_compiler_available()
+        compile_model = precision == "bf16" and backend == "auto" and compiler_available()
         return ChannelsLastModule(folded, dtype, compile_model=compile_model)
     graph = onnx_bytes(folded, example_input_size)
     if chosen == "onnxruntime":

@@ -18,8 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from ..data.folder import IMG_EXTENSIONS
 from ..errors import UserError
 from .cam import grad_cam, overlay
-from .cli_args import add_model_arguments
-from .optimize import PRECISIONS, optimize_for_inference
+from .optimize import optimize_for_inference
 from .session import PreprocessInfo, load_model, preprocess_images
 
 BATCH_SIZE = 16
@@ -78,22 +77,6 @@ def _cam_path(out_dir: Path, image: Path, used: set[str]) -> Path:
         name = f"{image.stem}_cam_{counter}.png"
     used.add(name)
     return out_dir / name
-
-
-def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "predict",
-        help="top-k classes for images (and Grad-CAM overlays)",
-        description="Classify image files and folders; an unreadable image is reported and skipped "
-        "(exit status 1 at the end).",
-    )
-    add_model_arguments(parser)
-    parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
-    parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default: 5)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference precision (default: fp32)")
-    parser.add_argument("--cam", metavar="OUT_DIR", help="write a Grad-CAM overlay PNG per image into OUT_DIR")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    return parser
 
 
 def _predict_all(

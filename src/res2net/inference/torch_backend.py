@@ -15,16 +15,8 @@ convolution shapes stay static, which is what oneDNN's kernels are tuned for.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import torch
 from torch import nn
-
-
-def cpp_compiler_available() -> bool:
-    """Whether inductor's C++ backend can build kernels here (it calls ``$CXX`` or g++)."""
-    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
 class ChannelsLastModule(nn.Module):

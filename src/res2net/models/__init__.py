@@ -3,35 +3,26 @@
 Weights are put into models one floor up, by :func:`res2net.create_model`.
 """
 
-from .build import build_model
-from .common import FeatureInfo
-from .labels import fit_label_names, imagenet_classes_for, imagenet_label_names, names_for_rows
-from .registry import (
-    REGISTRY,
-    Architecture,
-    ModelName,
-    PretrainedCfg,
-    get_architecture,
-    list_models,
-    list_pretrained,
-    register_model,
-    register_weights,
-)
+from __future__ import annotations
 
-__all__ = [
-    "REGISTRY",
-    "Architecture",
-    "FeatureInfo",
-    "ModelName",
-    "PretrainedCfg",
-    "build_model",
-    "fit_label_names",
-    "get_architecture",
-    "imagenet_classes_for",
-    "imagenet_label_names",
-    "list_models",
-    "list_pretrained",
-    "names_for_rows",
-    "register_model",
-    "register_weights",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "build_model": "build",
+    "FeatureInfo": "common",
+    "fit_label_names": "labels",
+    "imagenet_classes_for": "labels",
+    "imagenet_label_names": "labels",
+    "names_for_rows": "labels",
+    "REGISTRY": "registry",
+    "Architecture": "registry",
+    "ModelName": "registry",
+    "PretrainedCfg": "registry",
+    "get_architecture": "registry",
+    "list_models": "registry",
+    "list_pretrained": "registry",
+    "register_model": "registry",
+    "register_weights": "registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,16 +13,15 @@ Both backbones use this one class; they differ only in how they size the block
 from __future__ import annotations
 
 import torch
-from torch import fx, nn
+from torch import nn
 from torchvision.ops import StochasticDepth
 
 from .deform import DeformableConv2d
-from .fused_norm import TrainingBatchNorm2d, norm_relu
-from .narrow_norm import NarrowBatchNorm2d
-from .pointwise import PointwiseConv2d
+from .layers import ActLayer, NormLayer, make_act
 
 
-def _conv3x3(width: int, stride: int, dilation: int, groups: int, deformable: bool) -> nn.Module:
+def conv3x3(width: int, stride: int, dilation: int, groups: int, deformable: bool) -> nn.Module:
+    """One group's 3x3 convolution (deformable in mmdetection's DCN stages)."""
     if deformable:
         return DeformableConv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups)
     return nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
@@ -48,6 +47,9 @@ class Bottle2neck(nn.Module):
         pool_unstrided: the first block of a stride-1 stage still average-pools its last
             group (a 3x3 blur), as the paper's code, timm and MindCV do; mmdetection's
             Res2Net passes it through unpooled (False).
+        norm_layer: normalisation after each convolution (``nn.BatchNorm2d``; detection
+            passes torchvision's ``FrozenBatchNorm2d``).
+        act_layer: activation class (``nn.ReLU``).
     """
 
     def __init__(
@@ -65,6 +67,8 @@ class Bottle2neck(nn.Module):
         drop_path_rate: float = 0.0,
         deformable: bool = False,
         pool_unstrided: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -72,17 +76,15 @@ class Bottle2neck(nn.Module):
         self.stage_first = stage_first
         num_convs = max(1, scale - 1)
 
-        self.conv1 = PointwiseConv2d(in_channels, width * scale)
-        self.bn1 = TrainingBatchNorm2d(width * scale)
-        self.convs = nn.ModuleList(
-            _conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs)
-        )
-        self.bns = nn.ModuleList(NarrowBatchNorm2d(width) for _ in range(num_convs))
+        self.conv1 = nn.Conv2d(in_channels, width * scale, 1, bias=False)
+        self.bn1 = norm_layer(width * scale)
+        self.convs = nn.ModuleList(conv3x3(width, stride, dilation, cardinality, deformable) for _ in range(num_convs))
+        self.bns = nn.ModuleList(norm_layer(width) for _ in range(num_convs))
         pooled = stage_first and scale > 1 and (stride > 1 or pool_unstrided)
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if pooled else None
-        self.conv3 = PointwiseConv2d(width * scale, out_channels)
-        self.bn3 = TrainingBatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(width * scale, out_channels, 1, bias=False)
+        self.bn3 = norm_layer(out_channels)
+        self.relu = make_act(act_layer)
         self.downsample = downsample
         self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
 
@@ -90,22 +92,21 @@ class Bottle2neck(nn.Module):
         """``shortcut`` lets a DLA tree pass its own projected residual."""
         if shortcut is None:
             shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.drop_path(self.bn3(self.conv3(self.multi_scale(out)))) + shortcut)
 
-        out = norm_relu(self.bn1, self.relu, self.conv1(x))
-        groups = torch.split(out, self.width, dim=1)
+    def multi_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's Figure 2: split into ``scale`` groups; group i > 0 is convolved after adding
+        the previous group's output (a stage's first block convolves each group alone); the last
+        group passes through (average-pooled in a stage's first block)."""
+        groups = torch.split(x, self.width, dim=1)
         outputs: list[torch.Tensor] = []
-        current = groups[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            current = groups[i] if i == 0 or self.stage_first else current + groups[i]
-            current = norm_relu(bn, self.relu, conv(current))
-            outputs.append(current)
+            current = groups[i] if i == 0 or self.stage_first else outputs[-1] + groups[i]
+            outputs.append(self.relu(bn(conv(current))))
         if self.scale > 1:
-            outputs.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
-        out = self.conv3(torch.cat(outputs, dim=1))
-        if (isinstance(self.bn3, TrainingBatchNorm2d) and isinstance(self.drop_path, nn.Identity)
-                and not isinstance(out, fx.Proxy)):
-            return self.bn3(out, relu=True, residual=shortcut)  # one fused pass where it can be
-        return self.relu(self.drop_path(self.bn3(out)) + shortcut)
+            outputs.append(groups[-1] if self.pool is None else self.pool(groups[-1]))
+        return torch.cat(outputs, dim=1)
 
     def zero_init_last(self) -> None:
         """Start the residual branch at zero so a deep net begins as a shallow one."""

@@ -28,8 +28,9 @@ def build_model(
 ) -> ClassifierBackbone:
     """The randomly initialised network ``name`` (any spelling, ``.tag`` allowed), no weights.
 
-    ``model_kwargs`` are further constructor options of the family (for the ResNet-style
-    networks ``dcn_stages`` and ``stage_first_pool``; see :class:`~res2net.models.res2net.Res2Net`).
+    ``model_kwargs`` are further constructor options of the family: ``norm_layer`` and
+    ``act_layer`` for every network, ``dcn_stages`` and ``pool_unstrided`` for the ResNet-style
+    ones (see :class:`~res2net.models.res2net.Res2Net`).
     """
     arch = REGISTRY.architecture_of(name)
     model = FAMILIES[arch.family](

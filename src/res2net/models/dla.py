@@ -16,27 +16,30 @@ from torch import nn
 
 from .blocks import Bottle2neck
 from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometry
-from .pointwise import PointwiseConv2d
+from .layers import ActLayer, NormLayer, make_act
 
 DLA_EXPANSION = 2
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
-    return [
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int, norm_layer: NormLayer,
+                  act_layer: ActLayer) -> nn.Sequential:
+    return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
+        norm_layer(out_channels),
+        make_act(act_layer),
+    )
 
 
 @dataclass(frozen=True)
 class DlaBlockArgs:
-    """Block settings shared by every block of the network."""
+    """Block and layer settings shared by every block of the network."""
 
     scale: int
     cardinality: int
     base_width: int
     drop_path_rate: float
+    norm_layer: NormLayer = nn.BatchNorm2d
+    act_layer: ActLayer = nn.ReLU
 
 
 class DlaBlock(Bottle2neck):
@@ -64,17 +67,19 @@ class DlaBlock(Bottle2neck):
             cardinality=args.cardinality,
             dilation=dilation,
             drop_path_rate=args.drop_path_rate,
+            norm_layer=args.norm_layer,
+            act_layer=args.act_layer,
         )
 
 
 class DlaRoot(nn.Module):
     """Aggregation node: 1x1 convolution over the concatenated children."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, args: DlaBlockArgs) -> None:
         super().__init__()
-        self.conv = PointwiseConv2d(in_channels, out_channels)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = args.norm_layer(out_channels)
+        self.relu = make_act(args.act_layer)
 
     def forward(self, children: list[torch.Tensor]) -> torch.Tensor:
         return self.relu(self.bn(self.conv(torch.cat(children, dim=1))))
@@ -123,9 +128,9 @@ class DlaTree(nn.Module):
             )
             if in_channels != out_channels:
                 self.project = nn.Sequential(
-                    PointwiseConv2d(in_channels, out_channels), nn.BatchNorm2d(out_channels)
+                    nn.Conv2d(in_channels, out_channels, 1, bias=False), block_args.norm_layer(out_channels)
                 )
-            self.root = DlaRoot(root_dim, out_channels)
+            self.root = DlaRoot(root_dim, out_channels, block_args)
         else:
             self.tree1 = DlaTree(
                 levels - 1,
@@ -178,14 +183,16 @@ class Res2NetDLA(ClassifierBackbone):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         zero_init_last: bool = False,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
     ) -> None:
         super().__init__()
-        self.base_layer = nn.Sequential(*_conv_bn_relu(in_chans, channels[0], 7))
-        self.level0 = nn.Sequential(*_conv_bn_relu(channels[0], channels[0], 3))
-        self.level1 = nn.Sequential(*_conv_bn_relu(channels[0], channels[1], 3, stride=2))
+        self.base_layer = _conv_bn_relu(in_chans, channels[0], 7, 1, norm_layer, act_layer)
+        self.level0 = _conv_bn_relu(channels[0], channels[0], 3, 1, norm_layer, act_layer)
+        self.level1 = _conv_bn_relu(channels[0], channels[1], 3, 2, norm_layer, act_layer)
         # Trees nest to different depths, so stochastic depth uses one rate for every
         # block rather than ResNet's linear ramp over block index.
-        block_args = DlaBlockArgs(scale, cardinality, base_width, drop_path_rate)
+        block_args = DlaBlockArgs(scale, cardinality, base_width, drop_path_rate, norm_layer, act_layer)
         geometry = stage_geometry((2, 2, 2, 2), output_stride, stem_reduction=2)
         self.feature_info = [FeatureInfo(channels=channels[1], reduction=2, module="level1")]
         reduction = 2

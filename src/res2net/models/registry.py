@@ -40,12 +40,18 @@ Family = Literal["res2net", "res2net_dla"]
 
 @dataclass(frozen=True)
 class Architecture:
-    """One network: which implementation (``family``) and its constructor arguments."""
+    """One network: which implementation (``family``) and its constructor arguments, and two facts
+    about it with 1000 classes: trainable parameters, and multiply-accumulates per 224x224 image
+    (convolutions and the classifier, as torch's ``FlopCounterMode`` counts them, halved); 0 means
+    not recorded (a user's registration). ``tests/test_models.py`` checks both against the built
+    network."""
 
     name: str
     family: Family
     kwargs: Mapping[str, Any]
     description: str
+    num_params: int = 0
+    macs: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,20 +209,31 @@ def _res2net(depth: int, base_width: int = 26, scale: int = 4, **extra: Any) -> 
 
 
 ARCHITECTURES = [
-    Architecture("res2net50_26w_4s", "res2net", _res2net(50), "Res2Net-50, 26w x 4s"),
-    Architecture("res2net50_48w_2s", "res2net", _res2net(50, 48, 2), "Res2Net-50, 48w x 2s"),
-    Architecture("res2net50_14w_8s", "res2net", _res2net(50, 14, 8), "Res2Net-50, 14w x 8s"),
-    Architecture("res2net50_26w_6s", "res2net", _res2net(50, 26, 6), "Res2Net-50, 26w x 6s"),
-    Architecture("res2net50_26w_8s", "res2net", _res2net(50, 26, 8), "Res2Net-50, 26w x 8s"),
-    Architecture("res2net101_26w_4s", "res2net", _res2net(101), "Res2Net-101, 26w x 4s"),
-    Architecture("res2net152_26w_4s", "res2net", _res2net(152), "Res2Net-152, 26w x 4s"),
+    Architecture("res2net50_26w_4s", "res2net", _res2net(50), "Res2Net-50, 26w x 4s", 25_699_120, 4_255_166_464),
+    Architecture("res2net50_48w_2s", "res2net", _res2net(50, 48, 2), "Res2Net-50, 48w x 2s", 25_287_304,
+                 4_159_832_064),
+    Architecture("res2net50_14w_8s", "res2net", _res2net(50, 14, 8), "Res2Net-50, 14w x 8s", 25_059_816,
+                 4_178_898_944),
+    Architecture("res2net50_26w_6s", "res2net", _res2net(50, 26, 6), "Res2Net-50, 26w x 6s", 37_051_448,
+                 6_295_523_328),
+    Architecture("res2net50_26w_8s", "res2net", _res2net(50, 26, 8), "Res2Net-50, 26w x 8s", 48_403_776,
+                 8_335_880_192),
+    Architecture("res2net101_26w_4s", "res2net", _res2net(101), "Res2Net-101, 26w x 4s", 45_206_688,
+                 8_066_974_464),
+    Architecture("res2net152_26w_4s", "res2net", _res2net(152), "Res2Net-152, 26w x 4s", 61_275_248,
+                 11_878_782_464),
     Architecture("res2net50_v1b_26w_4s", "res2net", _res2net(50, **V1B),
-                 "Res2Net-50 v1b (deep stem, avg-pool shortcut)"),
-    Architecture("res2net101_v1b_26w_4s", "res2net", _res2net(101, **V1B), "Res2Net-101 v1b"),
-    Architecture("res2net152_v1b_26w_4s", "res2net", _res2net(152, **V1B), "Res2Net-152 v1b"),
-    Architecture("res2next50", "res2net", _res2net(50, 4, 4, cardinality=8), "Res2NeXt-50, 4w x 8c x 4s"),
-    Architecture("res2net_dla60", "res2net_dla", {"base_width": 28, "cardinality": 1}, "Res2Net-DLA-60"),
-    Architecture("res2next_dla60", "res2net_dla", {"base_width": 4, "cardinality": 8}, "Res2NeXt-DLA-60"),
+                 "Res2Net-50 v1b (deep stem, avg-pool shortcut)", 25_718_352, 4_494_807_040),
+    Architecture("res2net101_v1b_26w_4s", "res2net", _res2net(101, **V1B), "Res2Net-101 v1b", 45_225_920,
+                 8_306_615_040),
+    Architecture("res2net152_v1b_26w_4s", "res2net", _res2net(152, **V1B), "Res2Net-152 v1b", 61_294_480,
+                 12_118_423_040),
+    Architecture("res2next50", "res2net", _res2net(50, 4, 4, cardinality=8), "Res2NeXt-50, 4w x 8c x 4s",
+                 24_671_464, 4_172_677_120),
+    Architecture("res2net_dla60", "res2net_dla", {"base_width": 28, "cardinality": 1}, "Res2Net-DLA-60",
+                 20_848_072, 4_122_681_344),
+    Architecture("res2next_dla60", "res2net_dla", {"base_width": 4, "cardinality": 8}, "Res2NeXt-DLA-60",
+                 17_032_984, 3_458_752_512),
 ]
 
 # Every architecture answers to its own (the paper's) name; these are the other spellings.

@@ -8,6 +8,7 @@ table. Module names follow timm and the paper's code so their state_dicts load a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -16,12 +17,12 @@ from torch import nn
 
 from .blocks import Bottle2neck
 from .common import ClassifierBackbone, FeatureInfo, init_weights, stage_geometry
-from .fused_norm import TrainingBatchNorm2d, norm_relu
-from .pointwise import PointwiseConv2d
+from .layers import ActLayer, NormLayer, make_act
 
 StemType = Literal["plain", "deep"]
 ShortcutType = Literal["conv", "avgpool"]
-StageFirstPool = Literal["always", "strided"]
+#: The spelling of ``pool_unstrided`` before 0.x: ``"always"`` is True, ``"strided"`` False.
+LEGACY_STAGE_FIRST_POOL = {"always": True, "strided": False}
 
 EXPANSION = 4
 STAGE_PLANES = (64, 128, 256, 512)
@@ -31,38 +32,43 @@ def _plain_stem(in_chans: int) -> nn.Module:
     return nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
 
 
-def _deep_stem(in_chans: int, stem_width: int = 32) -> nn.Module:
+def _deep_stem(in_chans: int, norm_layer: NormLayer, act_layer: ActLayer, stem_width: int = 32) -> nn.Module:
     """Three 3x3 convolutions instead of one 7x7 (the v1b / "d" stem)."""
     return nn.Sequential(
         nn.Conv2d(in_chans, stem_width, 3, stride=2, padding=1, bias=False),
-        TrainingBatchNorm2d(stem_width),
-        nn.ReLU(inplace=True),
+        norm_layer(stem_width),
+        make_act(act_layer),
         nn.Conv2d(stem_width, stem_width, 3, stride=1, padding=1, bias=False),
-        TrainingBatchNorm2d(stem_width),
-        nn.ReLU(inplace=True),
+        norm_layer(stem_width),
+        make_act(act_layer),
         nn.Conv2d(stem_width, 64, 3, stride=1, padding=1, bias=False),
     )
 
 
-def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+def _shortcut(kind: ShortcutType, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer) -> nn.Module:
     """Projection for the first block of a stage.
 
     ``avgpool`` (v1b) averages before a stride-1 1x1 convolution, so the shortcut
     sees every input pixel instead of one in four.
     """
     if kind == "conv":
-        return nn.Sequential(
-            PointwiseConv2d(in_channels, out_channels, stride=stride),
-            TrainingBatchNorm2d(out_channels),
-        )
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                             norm_layer(out_channels))
     pool: nn.Module = (
         nn.AvgPool2d(stride, stride=stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
     )
-    return nn.Sequential(
-        pool,
-        PointwiseConv2d(in_channels, out_channels),
-        TrainingBatchNorm2d(out_channels),
-    )
+    return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), norm_layer(out_channels))
+
+
+def _pool_unstrided(pool_unstrided: bool, stage_first_pool: str | None) -> bool:
+    """``pool_unstrided``, or its value from the deprecated ``stage_first_pool`` spelling."""
+    if stage_first_pool is None:
+        return pool_unstrided
+    if stage_first_pool not in LEGACY_STAGE_FIRST_POOL:
+        raise ValueError(f"stage_first_pool must be 'always' or 'strided', got {stage_first_pool!r}")
+    warnings.warn("stage_first_pool is deprecated: pass pool_unstrided=True ('always') or False ('strided')",
+                  DeprecationWarning, stacklevel=3)
+    return LEGACY_STAGE_FIRST_POOL[stage_first_pool]
 
 
 class Res2Net(ClassifierBackbone):
@@ -78,9 +84,12 @@ class Res2Net(ClassifierBackbone):
         output_stride: 32, or 16/8 to replace the last strides by dilation.
         dcn_stages: per stage, whether its 3x3 convolutions are deformable (detection
             backbones; mmdetection's ``stage_with_dcn``).
-        stage_first_pool: ``always`` (the paper's code, timm, MindCV): a stage's first block
-            average-pools its last group even at stride 1; ``strided`` (mmdetection): only
-            when the block is strided. Same parameters either way; it matters for outputs.
+        pool_unstrided: True (the paper's code, timm, MindCV): a stage's first block
+            average-pools its last group even at stride 1; False (mmdetection): only when the
+            block is strided. Same parameters either way; it matters for outputs.
+            (``stage_first_pool="always"|"strided"`` is its deprecated spelling.)
+        norm_layer: normalisation class, called with a channel count (``nn.BatchNorm2d``).
+        act_layer: activation class (``nn.ReLU``).
     """
 
     def __init__(
@@ -99,16 +108,18 @@ class Res2Net(ClassifierBackbone):
         drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
         dcn_stages: Sequence[bool] = (False, False, False, False),
-        stage_first_pool: StageFirstPool = "always",
+        pool_unstrided: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+        stage_first_pool: str | None = None,
     ) -> None:
         super().__init__()
         if len(dcn_stages) != len(layers):
             raise ValueError(f"dcn_stages needs one flag per stage ({len(layers)}), got {tuple(dcn_stages)}")
-        if stage_first_pool not in ("always", "strided"):
-            raise ValueError(f"stage_first_pool must be 'always' or 'strided', got {stage_first_pool!r}")
-        self.conv1 = _plain_stem(in_chans) if stem_type == "plain" else _deep_stem(in_chans)
-        self.bn1 = TrainingBatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        pool_unstrided = _pool_unstrided(pool_unstrided, stage_first_pool)
+        self.conv1 = _plain_stem(in_chans) if stem_type == "plain" else _deep_stem(in_chans, norm_layer, act_layer)
+        self.bn1 = norm_layer(64)
+        self.relu = make_act(act_layer)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
         strides = (1, 2, 2, 2)
@@ -137,12 +148,14 @@ class Res2Net(ClassifierBackbone):
                         stage_first=first,
                         cardinality=cardinality,
                         dilation=geo.first_dilation if first else geo.dilation,
-                        downsample=_shortcut(shortcut_type, in_channels, out_channels, geo.stride)
+                        downsample=_shortcut(shortcut_type, in_channels, out_channels, geo.stride, norm_layer)
                         if needs_projection
                         else None,
                         drop_path_rate=drop_path_rate * block_index / max(1, total_blocks - 1),
                         deformable=bool(deformable),
-                        pool_unstrided=stage_first_pool == "always",
+                        pool_unstrided=pool_unstrided,
+                        norm_layer=norm_layer,
+                        act_layer=act_layer,
                     )
                 )
                 in_channels = out_channels
@@ -160,5 +173,5 @@ class Res2Net(ClassifierBackbone):
         return [["conv1", "bn1", "relu"], ["maxpool", "layer1"], ["layer2"], ["layer3"], ["layer4"]]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(norm_relu(self.bn1, self.relu, self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))

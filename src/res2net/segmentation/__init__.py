@@ -1,15 +1,18 @@
 """Res2Net for dense prediction: torchvision's DeepLabV3 / FCN, and salient-object detection."""
 
-from .metrics import SaliencyMetrics, SegmentationMetrics
-from .models import BUILDERS, SaliencyNet, deeplabv3_res2net, fcn_res2net, saliency_loss, sod_res2net
+from __future__ import annotations
 
-__all__ = [
-    "BUILDERS",
-    "SaliencyMetrics",
-    "SaliencyNet",
-    "SegmentationMetrics",
-    "deeplabv3_res2net",
-    "fcn_res2net",
-    "saliency_loss",
-    "sod_res2net",
-]
+from res2net.lazy import lazy_exports
+
+_EXPORTS = {
+    "SaliencyMetrics": "metrics",
+    "SegmentationMetrics": "metrics",
+    "BUILDERS": "models",
+    "SaliencyNet": "models",
+    "deeplabv3_res2net": "models",
+    "fcn_res2net": "models",
+    "saliency_loss": "models",
+    "sod_res2net": "models",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,8 +9,9 @@ interface (train and eval loaders for this rank, a split's size, a sample of its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +32,7 @@ from ..data import (
 from ..data.sampler import sample_positions
 from ..data.shards import ShardIndex, ShardStream
 from ..distributed import DistContext
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 #: MindCV's create_loader switches between mixup and cutmix with this probability.
 MINDCV_SWITCH_PROB = 0.5
@@ -48,7 +49,8 @@ def eval_transform(cfg: Config) -> Any:
 class FolderSource:
     """``dataset: imagenet``: ImageNet-style class folders ``<data_dir>/<split>/<class>/<image>``."""
 
-    def train(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ImageFolderDataset, DataLoader]:
+    def train(self, cfg: Config, ctx: DistContext, transform: Any, drop_last: bool
+              ) -> tuple[ImageFolderDataset, DataLoader]:
         dataset = ImageFolderDataset(
             cfg.data_dir, cfg.train_split, transform=transform, num_samples=cfg.num_samples, subset_seed=cfg.seed
         )
@@ -56,7 +58,7 @@ class FolderSource:
             dataset,
             batch_size=cfg.batch_size,
             shuffle=cfg.shuffle,
-            drop_last=cfg.drop_remainder,
+            drop_last=drop_last,
             num_workers=cfg.num_parallel_workers,
             distributed=ctx.distributed,
             seed=cfg.seed,
@@ -95,13 +97,14 @@ class ShardSource:
     """``dataset: webdataset``: tar shards written by ``res2net make-shards`` (a folder or a brace
     pattern / URL, see :mod:`res2net.data.shards`)."""
 
-    def _stream(self, cfg: Config, ctx: DistContext, split: str, transform: Any, training: bool) -> ShardStream:
+    def _stream(self, cfg: Config, ctx: DistContext, split: str, transform: Any, training: bool,
+                drop_last: bool) -> ShardStream:
         if cfg.num_samples is not None or cfg.aug_repeats > 1:
             raise ConfigError("num_samples and aug_repeats apply to image folders; shards are read whole "
                               "(write a smaller shard set with res2net make-shards)")
         return ShardStream(
             ShardIndex.read(cfg.data_dir), split, transform=transform, batch_size=cfg.batch_size, training=training,
-            shuffle=cfg.shuffle, drop_last=cfg.drop_remainder, seed=cfg.seed, num_replicas=ctx.world_size,
+            shuffle=cfg.shuffle, drop_last=drop_last, seed=cfg.seed, num_replicas=ctx.world_size,
             rank=ctx.rank,
         )
 
@@ -110,12 +113,12 @@ class ShardSource:
         return DataLoader(stream, batch_size=None, num_workers=cfg.num_parallel_workers,
                           pin_memory=ctx.device.type == "cuda")
 
-    def train(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ShardStream, DataLoader]:
-        stream = self._stream(cfg, ctx, cfg.train_split, transform, training=True)
+    def train(self, cfg: Config, ctx: DistContext, transform: Any, drop_last: bool) -> tuple[ShardStream, DataLoader]:
+        stream = self._stream(cfg, ctx, cfg.train_split, transform, training=True, drop_last=drop_last)
         return stream, self._loader(stream, cfg, ctx)
 
     def eval(self, cfg: Config, ctx: DistContext, transform: Any) -> tuple[ShardStream, DataLoader]:
-        stream = self._stream(cfg, ctx, cfg.val_split, transform, training=False)
+        stream = self._stream(cfg, ctx, cfg.val_split, transform, training=False, drop_last=False)
         return stream, self._loader(stream, cfg, ctx)
 
     def count(self, cfg: Config, split: str) -> int:
@@ -158,6 +161,8 @@ class TrainData:
     val_loader: DataLoader | None
     mixer: MixupCutmix | None
     num_classes: int
+    #: What the run should say once about how its data was set up (e.g. a kept partial batch).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
@@ -215,6 +220,21 @@ def build_mixer(cfg: Config, num_classes: int, *, seed: int) -> MixupCutmix | No
     )
 
 
+def training_drop_last(cfg: Config, ctx: DistContext, num_train: int) -> tuple[bool, str | None]:
+    """``drop_remainder`` as the recipe says, unless dropping the last partial batch would leave an
+    epoch without a single step (a small folder, a large batch): then the partial batch is kept,
+    with a note to say so. Fewer than two images per process cannot train (BatchNorm needs two)."""
+    per_process = math.ceil(num_train / ctx.world_size)
+    if per_process < 2:
+        raise DataError(f"the training split has {num_train} image(s) for {ctx.world_size} process(es): "
+                        "training needs at least 2 per process (BatchNorm normalises over the batch)")
+    if not cfg.drop_remainder or per_process >= cfg.batch_size:
+        return cfg.drop_remainder, None
+    return False, (f"note: the training split has {per_process} images per process, fewer than one batch of "
+                   f"{cfg.batch_size}; drop_remainder would leave every epoch without a step, so each epoch "
+                   f"trains on one batch of {per_process}")
+
+
 def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
     train_transform = build_train_transform(
         image_size=cfg.image_resize,
@@ -233,10 +253,12 @@ def build_train_data(cfg: Config, ctx: DistContext) -> TrainData:
         mean=cfg.mean,
         std=cfg.std,
     )
-    train_set, train_loader = data_source(cfg).train(cfg, ctx, train_transform)
+    source = data_source(cfg)
+    drop_last, note = training_drop_last(cfg, ctx, source.count(cfg, cfg.train_split))
+    train_set, train_loader = source.train(cfg, ctx, train_transform, drop_last)
     val_set, val_loader = eval_data(cfg, ctx) if cfg.val_while_train else (None, None)
     if val_set is not None:
         check_same_classes(train_set, val_set)
     num_classes = cfg.num_classes or len(train_set.classes)
     mixer = build_mixer(cfg, num_classes, seed=cfg.seed + ctx.rank)
-    return TrainData(train_set, val_set, train_loader, val_loader, mixer, num_classes)
+    return TrainData(train_set, val_set, train_loader, val_loader, mixer, num_classes, notes=[note] if note else [])

@@ -24,14 +24,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, recipe_pretrained_cfg
 from ..config import Config, amp_level_note, amp_plan, ignored_key_notes
+from ..cpu_training import accelerate_cpu_training, load_kernels
+from ..cpu_training.host_memory import host_memory_label, retain_freed_memory
 from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 from ..evaluate import EvalResult, evaluate
 from ..factory import create_model
-from ..models.fused_norm import fused_kernels
 from .checkpoints import CheckpointManager, find_resume_checkpoint
 from .data_setup import TrainData, build_train_data
-from .host_memory import host_memory_label, retain_freed_memory
 from .logger import RunLogger
 from .optim import build_optimizer
 from .schedule import LRSchedule
@@ -105,10 +105,10 @@ class Trainer:
         self.cfg = cfg
         self.ctx = ctx
         # Before the first big tensor: on CPU every step would otherwise fault its maps in afresh.
-        self.retains_host_memory = ctx.device.type == "cpu" and retain_freed_memory()
+        self.retains_host_memory = ctx.device.type == "cpu" and cfg.host_memory == "retain" and retain_freed_memory()
         self.run_dir = Path(cfg.ckpt_save_dir)
         self.logger = RunLogger(self.run_dir, enabled=ctx.is_main, log_interval=cfg.log_interval)
-        self.fused_batch_norm = self._prepare_fused_batch_norm()
+        self.cpu_kernels_label = "not used"
         seed_everything(cfg.seed)
         self.data: TrainData = build_train_data(cfg, ctx)
         self.num_classes = self.data.num_classes
@@ -126,7 +126,7 @@ class Trainer:
         self.state = RunState()
         self.nonfinite_streak = 0  # non-finite losses that ended the last epoch, summed over ranks
         self._restore()
-        self.train_model = self._wrap(self.model)
+        self.train_model = self._wrap(self._cpu_training_copy(self.model))
         self.checkpoints = CheckpointManager(self.run_dir, cfg.model, cfg.ckpt_save_policy, cfg.keep_checkpoint_max)
         self.runner = StepRunner(
             self.train_model,
@@ -200,17 +200,33 @@ class Trainer:
             self.data.mixer.load_state_dict(saved.mixer)
         self.logger.info(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
 
-    def _prepare_fused_batch_norm(self) -> bool:
-        """Build the fused CPU BatchNorm kernels before the first epoch (once per machine, then
-        cached), so their compile neither hides in epoch 1's time nor goes unexplained."""
-        if self.ctx.device.type != "cpu" or not self.cfg.channels_last:
-            return False
-        started = time.perf_counter()
-        available = fused_kernels() is not None
-        if available and time.perf_counter() - started > 1.0:
-            self.logger.info(f"built the fused CPU BatchNorm kernels in {time.perf_counter() - started:.1f} s "
-                             "(once per machine; cached)")
-        return available
+    def _cpu_training_copy(self, model: nn.Module) -> nn.Module:
+        """What the training steps run: on CPU, the training copy of :mod:`res2net.cpu_training`
+        (same parameters, faster modules) as ``cpu_kernels`` says; elsewhere the model itself.
+        Evaluation, EMA and checkpoints keep using the plain model. A kernel build, when asked
+        for, happens here, before the first epoch, so it neither hides in epoch 1's time nor goes
+        unexplained."""
+        cfg = self.cfg
+        if self.ctx.device.type != "cpu" or cfg.cpu_kernels == "off":
+            self.cpu_kernels_label = "off" if self.ctx.device.type == "cpu" else "not used (CPU only)"
+            return model
+        if cfg.compile:
+            self.cpu_kernels_label = "not used (compile: True generates its own kernels)"
+            return model
+        kernels = None
+        if cfg.channels_last:
+            started = time.perf_counter()
+            kernels = load_kernels(build=cfg.cpu_kernels == "fused")
+            if kernels is not None and time.perf_counter() - started > 1.0:
+                self.logger.info(f"built the fused CPU BatchNorm kernels in {time.perf_counter() - started:.1f} s "
+                                 "(once per machine and torch version; cached)")
+        if kernels is not None:
+            self.cpu_kernels_label = "fused BatchNorm + 1x1 GEMMs"
+        elif cfg.channels_last:
+            self.cpu_kernels_label = "1x1 GEMMs (fused BatchNorm not built; cpu_kernels: fused builds it)"
+        else:
+            self.cpu_kernels_label = "1x1 GEMMs (fused BatchNorm needs channels_last: True)"
+        return accelerate_cpu_training(model, kernels=kernels)
 
     # --- the run ------------------------------------------------------------------------
     def summary(self) -> str:
@@ -226,7 +242,7 @@ class Trainer:
             "amp": self.train_amp.describe(),
             "device": str(ctx.device),
             "host_memory": host_memory_label(self.retains_host_memory),
-            "batch_norm": "fused" if self.fused_batch_norm else "pytorch",
+            "cpu_kernels": self.cpu_kernels_label,
             "train_samples": self.data.num_train,
             "val_samples": self.data.num_val,
             "epochs": cfg.epoch_size,
@@ -237,7 +253,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg = self.cfg
         if self.ctx.is_main:
-            for note in [*ignored_key_notes(cfg), amp_level_note(cfg, self.ctx.device.type)]:
+            for note in [*ignored_key_notes(cfg), amp_level_note(cfg, self.ctx.device.type), *self.data.notes]:
                 if note:
                     self.logger.info(note)
             self.logger.info(self.summary())
@@ -315,6 +331,9 @@ class Trainer:
             torch.cat([loss_sum.view(1), torch.tensor(local, dtype=torch.float64, device=self.ctx.device)]), self.ctx
         ).tolist()
         self.nonfinite_streak = int(totals[3])
+        if totals[1] == 0:  # never report an untrained model's score as a training result
+            raise DataError(f"epoch {epoch + 1} made no training step: none of the {self.data.num_train} training "
+                            f"images could be read into a batch ({int(totals[2])} unreadable)")
         return {
             "train_loss": round(totals[0] / max(1.0, totals[1]), 6),
             "lr": self.optimizer.param_groups[0]["lr"],

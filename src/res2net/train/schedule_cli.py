@@ -21,21 +21,6 @@ from .schedule import LRSchedule
 _EXTRA = "pip install 'res2net[plot]'"
 
 
-def add_schedule_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "schedule",
-        help="print (or plot) the learning rate at every step of a recipe",
-        description="The learning rate at every optimizer step of RECIPE's run, as train.py would set it. "
-        "Recipe keys can be overridden with their flags (--lr 0.2, --epoch_size 10, ...).",
-    )
-    parser.add_argument("-c", "--config", required=True, metavar="RECIPE", help="the recipe YAML file")
-    parser.add_argument("--steps_per_epoch", type=int, help="optimizer steps per epoch (default: from the data)")
-    parser.add_argument("--world_size", type=int, default=1, help="processes sharing each step (default 1)")
-    parser.add_argument("--json", action="store_true", help="print one JSON list: the lr of every step")
-    parser.add_argument("--plot", metavar="FILE.png", help="also draw the schedule into a PNG file")
-    return parser
-
-
 def steps_per_epoch_of(cfg: Config, world_size: int) -> int:
     """Optimizer steps per epoch for the recipe's training split, as the loader counts them."""
     try:
@@ -77,9 +62,9 @@ def plot(values: list[float], steps_per_epoch: int, title: str, path: Path) -> N
 
 def run_schedule(args: argparse.Namespace, recipe_flags: list[str]) -> int:
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        raise UserError(f"--steps_per_epoch must be at least 1, got {args.steps_per_epoch}")
+        raise UserError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
     if args.world_size < 1:
-        raise UserError(f"--world_size must be at least 1, got {args.world_size}")
+        raise UserError(f"--world-size must be at least 1, got {args.world_size}")
     cfg = load_config(["-c", args.config, *recipe_flags], purpose="train")
     steps = args.steps_per_epoch or steps_per_epoch_of(cfg, args.world_size)
     values = learning_rates(cfg, steps)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import load_config
+from ..cpu_training import accelerate_cpu_training
 from ..errors import UserError
 from ..evaluate import autocast_context
 from ..inference.onnx_runtime import make_session, onnx_bytes
@@ -61,15 +62,20 @@ OURS_TRAIN = "ours, as our train.py runs it"
 OURS_TRAIN_COMPILED = "ours with compile: True"
 
 
-def _our_train_step(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: str | None, compiled: bool = False
+def our_train_step(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: str | None, *, compiled: bool = False,
+    accelerated: bool = False, cpu_kernels: ModuleType | None = None,
 ) -> Callable[[], None]:
     """Our Trainer's step: the recipe's optimizer (fused momentum SGD), StepRunner's numerics
     (loss in float32, the NaN guard's gradient-norm check); ``compiled`` wraps the model in
-    torch.compile as ``compile: True`` does."""
+    torch.compile as ``compile: True`` does; ``accelerated`` runs the step on
+    :func:`~res2net.cpu_training.accelerate_cpu_training`'s copy, with ``cpu_kernels`` (the
+    fused BatchNorm kernels, or None), as our trainer does on a CPU."""
     cfg = load_config(["--opt", "momentum", "--lr", "0.01", "--momentum", "0.9", "--weight_decay", "1e-4"],
                       purpose="train")
     optimizer = build_optimizer(model, cfg)
+    if accelerated:
+        model = accelerate_cpu_training(model, kernels=cpu_kernels)
     forward = torch.compile(model) if compiled else model
     runner = StepRunner(forward, optimizer, torch.amp.GradScaler(images.device.type, enabled=False),
                         device=images.device, amp_dtype=dtype, loss_kind="CE", label_smoothing=0.0,
@@ -85,7 +91,7 @@ def _our_train_step(
 
 def train_step_contenders(
     model_name: str, timm_name: str, batch: int, size: int, dtype: str | None, device: str = "cpu",
-    compiled: bool = False,
+    compiled: bool = False, cpu_kernels: ModuleType | None = None,
 ) -> Contenders:
     """One training step three ways, same weights and batch:
 
@@ -93,7 +99,8 @@ def train_step_contenders(
       norms and biases, PyTorch's default kernels) on NCHW tensors (``--channels-last`` is off
       by default), under autocast;
     - timm's model in our loop (channels_last, our optimizer and step): the model alone;
-    - ours as our ``train.py`` runs it: channels_last, fused momentum SGD, StepRunner;
+    - ours as our ``train.py`` runs it: channels_last, fused momentum SGD, StepRunner, and on a
+      CPU the training copy of :mod:`res2net.cpu_training` with ``cpu_kernels``;
     - with ``compiled``, ours again under ``torch.compile`` (its compilation is timed separately).
     """
     timm = require_timm()
@@ -120,12 +127,13 @@ def train_step_contenders(
 
     contenders = {
         TIMM_TRAIN: timm_step,
-        TIMM_TRAIN_MATCHED: _our_train_step(matched, images_cl, targets, dtype),
-        OURS_TRAIN: _our_train_step(ours, images_cl, targets, dtype),
+        TIMM_TRAIN_MATCHED: our_train_step(matched, images_cl, targets, dtype),
+        OURS_TRAIN: our_train_step(ours, images_cl, targets, dtype, accelerated=device == "cpu",
+                                    cpu_kernels=cpu_kernels),
     }
     if compiled:
         twin = copy.deepcopy(ours)
-        contenders[OURS_TRAIN_COMPILED] = _our_train_step(twin, images_cl, targets, dtype, compiled=True)
+        contenders[OURS_TRAIN_COMPILED] = our_train_step(twin, images_cl, targets, dtype, compiled=True)
     return contenders
 
 

@@ -1,5 +1,6 @@
 // Training-mode BatchNorm (then a residual add and the ReLU, where the block has them) on channels-last CPU
-// maps, in fewer passes over memory than PyTorch's eager kernels. See res2net/models/fused_norm.py for why and when.
+// maps, in fewer passes over memory than PyTorch's eager kernels. See res2net/cpu_training/fused_norm.py for why
+// and when.
 //
 // A channels-last map of C channels is a row-major [rows, C] matrix. The per-channel loops run
 // over "tiles" of R rows (R * C a multiple of 16 floats, the AVX-512 width) with the per-channel
@@ -236,17 +237,19 @@ void check_vector(const torch::Tensor& t, int64_t channels, const char* name) {
 
 }  // namespace
 
-// x: [rows, C]; returns (y, mean, var): y = BatchNorm(x), plus residual if one is given (an
-// None otherwise), ReLU'd if relu; and the batch's mean and biased variance.
+// x: [rows, C]; writes y = BatchNorm(x), plus residual if one is given (None otherwise), ReLU'd if relu,
+// into y (the caller's memory, so the result can be an ordinary tensor rather than a view made here);
+// returns the batch's mean and biased variance.
 std::vector<torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                                   const std::optional<torch::Tensor>& residual, double eps, bool relu) {
+                                   const std::optional<torch::Tensor>& residual, double eps, bool relu,
+                                   torch::Tensor y) {
   check_map(x, "x");
   const int64_t rows = x.size(0), channels = x.size(1);
   TORCH_CHECK(rows > 0, "x has no rows");
   check_vector(weight, channels, "weight");
   check_vector(bias, channels, "bias");
   if (residual) check_like(*residual, x, "residual");
-  auto y = torch::empty_like(x);
+  check_like(y, x, "y");
   auto mean = torch::empty({channels}, weight.options());
   auto var = torch::empty({channels}, weight.options());
   const auto run = [&](auto typed) {
@@ -261,19 +264,21 @@ std::vector<torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& 
   } else {
     run(bf16_bits{});
   }
-  return {y, mean, var};
+  return {mean, var};
 }
 
 // Gradients of x (if input_grad), weight, bias and the residual (if residual_grad), from forward's
-// saved values; the ones not asked for are undefined tensors.
-std::vector<torch::Tensor> backward(const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& y,
-                                    const torch::Tensor& mean, const torch::Tensor& var,
-                                    const torch::Tensor& weight, double eps, bool relu, bool input_grad,
-                                    bool residual_grad) {
+// saved values; the ones not asked for are undefined tensors. y, the forward's output, is read only
+// for the ReLU's mask: it is needed with relu and ignored (may be None) without.
+std::vector<torch::Tensor> backward(const torch::Tensor& grad_y, const torch::Tensor& x,
+                                    const std::optional<torch::Tensor>& y, const torch::Tensor& mean,
+                                    const torch::Tensor& var, const torch::Tensor& weight, double eps, bool relu,
+                                    bool input_grad, bool residual_grad) {
   check_map(x, "x");
   const int64_t rows = x.size(0), channels = x.size(1);
   check_like(grad_y, x, "grad_y");
-  check_like(y, x, "y");
+  TORCH_CHECK(!relu || y.has_value(), "backward with relu needs the forward's output y");
+  if (y) check_like(*y, x, "y");
   check_vector(mean, channels, "mean");
   check_vector(var, channels, "var");
   check_vector(weight, channels, "weight");
@@ -285,7 +290,7 @@ std::vector<torch::Tensor> backward(const torch::Tensor& grad_y, const torch::Te
     using T = decltype(typed);
     const auto* gy = static_cast<const T*>(grad_y.data_ptr());
     const auto* xs = static_cast<const T*>(x.data_ptr());
-    const auto* ys = static_cast<const T*>(y.data_ptr());
+    const auto* ys = y ? static_cast<const T*>(y->data_ptr()) : nullptr;
     auto* gx = input_grad ? static_cast<T*>(grad_x.data_ptr()) : nullptr;
     auto* gr = residual_grad ? static_cast<T*>(grad_residual.data_ptr()) : nullptr;
     (relu ? backward_impl<true, T> : backward_impl<false, T>)(

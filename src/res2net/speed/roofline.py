@@ -38,17 +38,29 @@ def training_gflop_per_image(model: nn.Module, image_size: int, dtype: str | Non
     return counter.get_total_flops() / batch / 1e9
 
 
-def matmul_gflops(dtype: str | None, repeats: int = 10) -> float:
-    """GFLOP/s of a 2048x2048 matrix product at ``dtype`` (float32 for None): this machine's
-    practical peak for the convolutions and matrix products a training step is made of."""
+def matmul_gflops(dtype: str | None, repeats: int = 10, budget_s: float = 2.0) -> float:
+    """GFLOP/s of a square matrix product at ``dtype`` (float32 for None): this machine's practical
+    peak for the convolutions and matrix products a training step is made of.
+
+    The matrices grow from 512 to at most 2048 while the next size's product (8x the work) would
+    take under a tenth of ``budget_s`` (a CPU without native bf16 runs bf16 products ~100x slower
+    than fp32); each size is timed for ``repeats`` products or ``budget_s``, and the best product
+    of the last size counts.
+    """
     kind = getattr(torch, dtype) if dtype else torch.float32
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(_MATMUL_SIZE, _MATMUL_SIZE, generator=generator).to(kind)
-    b = torch.randn(_MATMUL_SIZE, _MATMUL_SIZE, generator=generator).to(kind)
-    a @ b  # warm-up: oneDNN / BLAS kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * _MATMUL_SIZE**3 / best / 1e9
+    size, best = 256, float("inf")
+    while size < _MATMUL_SIZE:
+        size *= 2
+        a = torch.randn(size, size, generator=generator).to(kind)
+        b = torch.randn(size, size, generator=generator).to(kind)
+        a @ b  # warm-up: oneDNN / BLAS kernel selection
+        spent, best, done = 0.0, float("inf"), 0
+        while done < repeats and (done == 0 or spent < budget_s):
+            started = time.perf_counter()
+            a @ b
+            elapsed = time.perf_counter() - started
+            best, spent, done = min(best, elapsed), spent + elapsed, done + 1
+        if best * 8 > budget_s / 10:  # the next size (8x the work) would take too long
+            break
+    return 2 * size**3 / best / 1e9

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from ..cpu_training import load_kernels
+from ..cpu_training.host_memory import host_memory_label, retain_freed_memory
 from ..models import build_model
-from ..train.host_memory import host_memory_label, retain_freed_memory
 from .contenders import (
     OPENVINO,
     OURS,
@@ -28,29 +29,6 @@ from .contenders import (
 )
 from .roofline import matmul_gflops, training_gflop_per_image
 from .timing import Timing, format_table, interleaved, peak_rss_mib
-
-
-def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "benchmark",
-        help="measure train-step and inference speed against timm / OpenVINO / onnxruntime in one process",
-        description="Interleaved side-by-side timings (medians, ratios, peak RSS).",
-    )
-    parser.add_argument("--model", default="res2net50_26w_4s", help="our model name")
-    parser.add_argument("--timm-model", default="res2net50_26w_4s", help="timm's name for the same network")
-    parser.add_argument("--what", choices=("train", "inference", "all"), default="all")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[16], help="batch sizes (default 16)")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--compile", action="store_true", help="train: also time ours under torch.compile")
-    parser.add_argument(
-        "--retain-host-memory", action="store_true",
-        help="keep freed memory in the process, as our train.py does on CPU; it applies to every contender, "
-             "timm included, since they share one process",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object with every figure and ratio")
-    return parser
 
 
 def _summary(timings: list[Timing], reference: str) -> dict[str, Any]:
@@ -92,12 +70,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
     retained = args.retain_host_memory and retain_freed_memory()
     results: dict[str, Any] = {"model": args.model, "timm_model": args.timm_model, "image_size": args.image_size,
                                "threads": torch.get_num_threads(), "rounds": args.rounds,
-                               "host_memory": host_memory_label(retained)}
+                               "host_memory": host_memory_label(retained), "cpu_kernels": args.cpu_kernels}
     if not args.json:
         print(f"{args.model} vs timm {args.timm_model}, {args.image_size}px, {torch.get_num_threads()} threads, "
               f"{args.rounds} interleaved rounds, medians, host memory {results['host_memory']}")
-    precisions = (("fp32", None), ("bf16", "bfloat16"))
+    precisions = [(label, dtype) for label, dtype in (("fp32", None), ("bf16", "bfloat16")) if label in args.precision]
+    kernels = None
     if args.what in ("train", "all"):
+        kernels = load_kernels(build=True) if args.cpu_kernels == "fused" else None
         # The same operations run at either precision and any batch size: one count, one peak per precision.
         gflop = training_gflop_per_image(build_model(args.model), args.image_size, None)
         peaks = {label: matmul_gflops(dtype) for label, dtype in precisions}
@@ -105,7 +85,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         if args.what in ("train", "all"):
             for label, dtype in precisions:
                 contenders = train_step_contenders(args.model, args.timm_model, batch, args.image_size, dtype,
-                                                   compiled=args.compile)
+                                                   compiled=args.compile, cpu_kernels=kernels)
                 compile_seconds = None
                 if args.compile:
                     started = time.perf_counter()

@@ -1,19 +1,17 @@
-"""Keep freed host memory inside the process while training on CPU.
+"""Keep freed host memory inside the process while training on CPU (recipe key ``host_memory``).
 
 PyTorch's CPU tensors come straight from ``malloc``. glibc serves a large request with a fresh
 ``mmap`` and returns it to the kernel on ``free`` (and trims the top of its heap the same way),
 so every activation map of a training step is new memory that faults in page by page, zeroed
-by the kernel, each step. ``python benchmarks/bench_host_memory.py`` (res2net50, batch 16,
-224 px, 2 Xeon cores): the bf16 step took 86,943 minor page faults and 779.6 ms by default,
-2,274 and 724.5 ms with both of glibc's thresholds raised (1.08x); fp32 359,963 faults and
-1956 ms, then 5,018 and 1759 ms (1.11x). Raising only the trim threshold is worse than doing
-nothing (bf16 1148 ms, 543,088 faults): glibc then stops adapting its mmap threshold and maps
-every large tensor, so both are set.
+by the kernel, each step. Raising both of glibc's thresholds keeps that memory in the process;
+raising only the trim threshold is worse than nothing (glibc then stops adapting its mmap
+threshold and maps every large tensor), so both are set. ``python benchmarks/bench_host_memory.py``
+measures the step time and page faults of each setting in fresh processes.
 
 The cost is that the process keeps its peak heap until it exits, which a training process
-reaches anyway (peak RSS 2172 -> 2208 MiB in bf16, 3050 -> 3364 MiB in fp32). This is what
-Intel's and PyTorch's CPU tuning guides get by preloading jemalloc or tcmalloc, done here with
-glibc's own ``mallopt`` so nothing has to be set before the interpreter starts.
+reaches anyway. This is what Intel's and PyTorch's CPU tuning guides get by preloading jemalloc
+or tcmalloc, done with glibc's own ``mallopt`` so nothing has to be set before the interpreter
+starts. It changes the whole process, so only the trainer calls it, never an import.
 """
 
 from __future__ import annotations

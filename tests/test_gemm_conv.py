@@ -1,5 +1,5 @@
-"""PointwiseConv2d: its GEMM training path computes what ``nn.Conv2d`` computes, forward
-and backward, and is taken exactly where it is meant to be."""
+"""GemmConv1x1 (res2net.cpu_training): its GEMM training path computes what ``nn.Conv2d`` computes,
+forward and backward, and is taken exactly where it is meant to be."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from res2net.cpu_training import GemmConv1x1, accelerate_cpu_training, gemm_conv
 from res2net.models import build_model
-from res2net.models.pointwise import PointwiseConv2d
 
 
 class _CallRecorder(TorchFunctionMode):
@@ -29,11 +29,11 @@ class _CallRecorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _pair(stride: int, bias: bool) -> tuple[PointwiseConv2d, nn.Conv2d]:
+def _pair(stride: int, bias: bool) -> tuple[GemmConv1x1, nn.Conv2d]:
     torch.manual_seed(0)
-    ours = PointwiseConv2d(24, 40, stride=stride, bias=bias)
     reference = nn.Conv2d(24, 40, 1, stride=stride, bias=bias)
-    reference.load_state_dict(ours.state_dict())
+    ours = accelerate_cpu_training(nn.Sequential(reference), kernels=None)[0]
+    assert isinstance(ours, GemmConv1x1) and ours.weight is reference.weight
     return ours, reference
 
 
@@ -86,7 +86,7 @@ def test_convolution_is_kept_outside_small_cpu_training(case: str, monkeypatch: 
     if case == "eval":
         ours.eval()
     if case == "switched_off":
-        monkeypatch.setattr(PointwiseConv2d, "gemm_max_positions", 0)
+        monkeypatch.setattr(gemm_conv, "GEMM_MAX_POSITIONS", 0)
     x = torch.randn(2, 24, size, size)
     recorder = _CallRecorder()
     with recorder, torch.set_grad_enabled(case != "no_grad"):
@@ -104,21 +104,22 @@ def test_a_networks_training_step_matches_the_convolution_path(name: str, monkey
     gradient in DLA); float64 shows that they compute the same function."""
 
     def step(gemm_max_positions: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-        monkeypatch.setattr(PointwiseConv2d, "gemm_max_positions", gemm_max_positions)
+        monkeypatch.setattr(gemm_conv, "GEMM_MAX_POSITIONS", gemm_max_positions)
         torch.manual_seed(0)
-        model = build_model(name, num_classes=10).double().to(memory_format=torch.channels_last).train()
+        plain = build_model(name, num_classes=10).double().to(memory_format=torch.channels_last)
+        model = accelerate_cpu_training(plain, kernels=None).train()
         x = torch.randn(4, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
         recorder = _CallRecorder()
         with recorder:
             loss = F.cross_entropy(model(x), torch.arange(4))
         loss.backward()
-        pointwise = sum(isinstance(m, PointwiseConv2d) for m in model.modules())
+        pointwise = sum(isinstance(m, GemmConv1x1) for m in model.modules())
         gemm_calls = recorder.called[F.linear] - 1  # the classifier is the one nn.Linear
         assert gemm_calls == (pointwise if gemm_max_positions else 0)
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         return loss.detach(), grads, gemm_calls
 
-    gemm_loss, gemm_grads, gemm_calls = step(PointwiseConv2d.gemm_max_positions)
+    gemm_loss, gemm_grads, gemm_calls = step(gemm_conv.GEMM_MAX_POSITIONS)
     conv_loss, conv_grads, _ = step(0)
     assert gemm_calls > 0
     torch.testing.assert_close(gemm_loss, conv_loss, rtol=1e-12, atol=0.0)
