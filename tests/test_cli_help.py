@@ -61,3 +61,13 @@ def test_both_spellings_reach_the_same_value() -> None:
     # train.py / validate.py keep MindCV's underscores and take dashes too.
     assert load_config(["--num-classes", "5"], purpose="train").num_classes == 5
     assert load_config(["--num_classes", "5"], purpose="train").num_classes == 5
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_a_handler_or_a_router(command: str) -> None:
+    """What main() calls for each command: a handler, or the recipe routes (train, validate, train-detection,
+    and schedule's recipe flags)."""
+    from res2net.cli import RECIPE_COMMANDS
+
+    defaults = subcommands()[command]._defaults
+    assert command in RECIPE_COMMANDS or callable(defaults.get("handler")) or defaults.get("takes_recipe_flags")

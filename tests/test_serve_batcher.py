@@ -151,14 +151,20 @@ def test_deferred_inputs_are_made_on_the_batcher_thread_and_fail_alone() -> None
     assert makers == {"res2net-batcher"} and recorder.sizes == [2]
 
 
-def test_oversized_request_runs_alone() -> None:
+def test_a_large_request_runs_in_chunks_and_no_pass_exceeds_the_limit() -> None:
+    """A request's chunks come back as one result in order; a chunk over the limit is refused, so no
+    client can make the model run a larger pass than the server was configured for."""
     recorder = Recorder()
     batcher = DynamicBatcher(recorder, max_batch_size=4, max_latency_ms=50)
     batcher.start()
-    results = asyncio.run(_submit_all(batcher, [_batch(0, rows=7), _batch(50, rows=2)]))
+    request = _batch(0, rows=10)
+    results = asyncio.run(_submit_all(batcher, [[request[i:i + 4] for i in range(0, 10, 4)], _batch(50, rows=2)]))
+    with pytest.raises(ValueError, match="a chunk of 7 rows exceeds max_batch_size 4"):
+        asyncio.run(batcher.submit(_batch(0, rows=7)))
     batcher.close()
-    assert [r.shape[0] for r in results] == [7, 2]
-    assert sorted(recorder.sizes) == [2, 7]
+    assert results[0].flatten().tolist() == [10.0 * i for i in range(10)]
+    assert results[1].flatten().tolist() == [500.0, 510.0]
+    assert max(recorder.sizes) <= 4 and sum(recorder.sizes) == 12
 
 
 def test_zero_latency_does_not_wait_for_company() -> None:

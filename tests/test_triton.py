@@ -81,7 +81,8 @@ def test_every_config_parses_with_tritons_protobuf(options: TritonOptions, small
     assert [s.model_name for s in steps] == ["digits_preprocess", "digits"]
     assert steps[0].output_map["input"] == steps[1].input_map["input"]
     assert (tmp_path / "digits" / "labels.txt").read_text().splitlines() == INFO.class_names
-    assert json.loads((tmp_path / "digits_preprocess" / "1" / "preprocess.json").read_text()) == INFO.to_dict()
+    assert json.loads((tmp_path / "digits_preprocess" / "1" / "preprocess.json").read_text()) == {
+        **INFO.to_dict(), "max_image_pixels": options.max_image_pixels, "max_request_pixels": options.max_request_pixels}
 
 
 def test_invalid_options_are_refused(small_model: torch.nn.Module, tmp_path: Path) -> None:
@@ -103,6 +104,9 @@ def test_kserve_manifest(small_model: torch.nn.Module, tmp_path: Path) -> None:
     assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
     assert model["storageUri"] == "s3://bucket/res2net"
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # A crashed or hung tritonserver is restarted by Kubernetes; traffic waits until the models are loaded.
+    assert model["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert model["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert (tmp_path / "model_repository" / "res2net50_digits" / "1" / "model.onnx").is_file()
 
 
@@ -126,11 +130,33 @@ def test_preprocessing_model_matches_our_eval_transform(tmp_path: Path, monkeypa
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         ours = eval_transform(info)(image)
-        theirs = torch.from_numpy(preprocess(buffer.getvalue()))
+        theirs = torch.from_numpy(preprocess.batch(np.array([buffer.getvalue()], dtype=object))[0])
         assert theirs.shape == ours.shape
         # At most one grey level apart (uint8 rounding of the resized image), in very few pixels.
         difference = (theirs - ours).abs() * torch.tensor(info.std).view(3, 1, 1) * 255
         assert difference.max() < 1.01 and (difference > 0.5).float().mean() < 0.02, size
+
+
+def test_preprocessing_model_refuses_pixels_over_its_limits_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same per-image and per-request pixel limits as `res2net serve`, read from the headers."""
+    template = _load_template("preprocess", monkeypatch)
+    info = PreprocessInfo((3, 8, 8), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), 1.0, "bilinear", ["a"])
+    (tmp_path / "preprocess.json").write_text(json.dumps({**info.to_dict(), "max_image_pixels": 10_000,
+                                                          "max_request_pixels": 15_000}))
+    preprocess = template.Preprocessor(tmp_path / "preprocess.json")
+
+    def png(width: int, height: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    assert preprocess.batch(np.array([png(100, 100)], dtype=object)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="image\\[0\\] is 101x100 pixels; the limit is 10000"):
+        preprocess.batch(np.array([png(101, 100)], dtype=object))
+    with pytest.raises(ValueError, match="hold 20000 pixels together; the limit is 15000"):
+        preprocess.batch(np.array([png(100, 100), png(100, 100)], dtype=object))
 
 
 # --- the real server -----------------------------------------------------------------------------

@@ -47,6 +47,10 @@ class TritonOptions:
     precision: str = "fp32"
     runtime: str = "onnxruntime"
     queue_delay_us: int = 2000
+    #: Decoded pixels the Python-backend models accept per image and per request (summed), checked
+    #: from the image headers before decoding; the same limits as ``res2net serve``.
+    max_image_pixels: int = 40_000_000
+    max_request_pixels: int = 64_000_000
 
     def check(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1 or self.queue_delay_us < 0:
@@ -166,13 +170,15 @@ def write_triton_repository(
     (classifier / "1" / "model.onnx").write_bytes(onnx_model)
     for labelled in (classifier, repository / names["ensemble"]):
         (labelled / "labels.txt").write_text("\n".join(info.class_names) + "\n", encoding="utf-8")
+    preprocessing = json.dumps({**info.to_dict(), "max_image_pixels": options.max_image_pixels,
+                                "max_request_pixels": options.max_request_pixels}, indent=1) + "\n"
     if options.runtime == "python":
         shutil.copyfile(TEMPLATES / "classifier_onnxruntime.py", classifier / "1" / "model.py")
         shutil.copyfile(TEMPLATES / "preprocess.py", classifier / "1" / "res2net_preprocessing.py")
-        (classifier / "1" / "preprocess.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
+        (classifier / "1" / "preprocess.json").write_text(preprocessing)
     preprocess = repository / names["preprocess"]
     shutil.copyfile(TEMPLATES / "preprocess.py", preprocess / "1" / "model.py")
-    (preprocess / "1" / "preprocess.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
+    (preprocess / "1" / "preprocess.json").write_text(preprocessing)
     configs = {
         classifier: classifier_config(names["classifier"], info, options),
         preprocess: preprocess_config(names["preprocess"], info, options),
@@ -184,8 +190,16 @@ def write_triton_repository(
     return [folder / "config.pbtxt" for folder in configs]
 
 
+#: The HTTP port of KServe's ``kserve-tritonserver`` runtime (its ``--http-port``).
+KSERVE_TRITON_HTTP_PORT = 8080
+
+
 def kserve_manifest(name: str, options: TritonOptions, storage_uri: str) -> str:
-    """A KServe ``InferenceService`` running the repository on KServe's Triton runtime (v2 protocol)."""
+    """A KServe ``InferenceService`` running the repository on KServe's Triton runtime (v2 protocol).
+
+    Kubernetes restarts the container when tritonserver dies (a request can crash Triton 2.51's
+    HTTP front end, see docs/serving.md); the liveness probe restarts it when it hangs, and the
+    readiness probe keeps traffic away until the models are loaded again."""
     service = name.replace("_", "-").lower()
     limits = {"cpu": "4", "memory": "8Gi"} | ({"nvidia.com/gpu": "1"} if options.gpu else {})
     requests = {"cpu": "2", "memory": "4Gi"} | ({"nvidia.com/gpu": "1"} if options.gpu else {})
@@ -212,8 +226,16 @@ def kserve_manifest(name: str, options: TritonOptions, storage_uri: str) -> str:
         *[f'          {key}: "{value}"' for key, value in requests.items()],
         "        limits:",
         *[f'          {key}: "{value}"' for key, value in limits.items()],
+        *_probe("livenessProbe", "/v2/health/live", initial_delay_s=60, failures=3),
+        *_probe("readinessProbe", "/v2/health/ready", initial_delay_s=10, failures=1),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _probe(kind: str, path: str, *, initial_delay_s: int, failures: int) -> list[str]:
+    return [f"      {kind}:", "        httpGet:", f"          path: {path}", f"          port: {KSERVE_TRITON_HTTP_PORT}",
+            f"        initialDelaySeconds: {initial_delay_s}", "        periodSeconds: 10",
+            f"        failureThreshold: {failures}"]
 
 
 def export_model_repository(

@@ -11,8 +11,7 @@ console script does not require the optional FastAPI / uvicorn / prometheus depe
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from res2net.lazy import lazy_exports
 
 _EXPORTS = {
     "create_app": "app",
@@ -30,10 +29,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,11 @@ Request handling is arranged so the event loop only moves bytes: body decoding (
 224x224 tensor is megabytes) and image decoding run in the thread pool, image preprocessing
 and the forward pass run on the batcher's thread (the one thread that runs PyTorch's
 parallel kernels; see ``batcher``), and the loop is free to accept and batch other requests
-meanwhile. Every client mistake is a :class:`RequestError` turned into
+meanwhile. A request's memory is bounded before anything is decoded: at most
+``max_images_per_request`` images (or tensor rows) and ``max_request_pixels`` decoded pixels
+(read from the image headers), and it reaches the model in chunks of at most
+``max_batch_size``, so its preprocessed tensors and activations never exceed one batch's.
+Every client mistake is a :class:`RequestError` turned into
 ``{"error": "..."}`` with its 4xx status; only faults of the server itself give a 500.
 """
 
@@ -32,11 +36,13 @@ from .errors import RequestError
 from .metrics import ServeMetrics
 from .protocol import IMAGE_INPUT, LOGITS_OUTPUT, PROBABILITIES_OUTPUT, TENSOR_INPUT, InferRequest, decode_request
 from .response import HEADER_LENGTH, encode_response
-from .runner import DEFAULT_MAX_IMAGE_PIXELS, ModelRunner, decode_images
+from .runner import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, ModelRunner, decode_images
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Images (or tensor rows) one request may hold; each is decoded and kept until the request is answered.
+DEFAULT_MAX_IMAGES_PER_REQUEST = 256
 SERVER_NAME = "res2net"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 
@@ -50,6 +56,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout_s: float = 30.0,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST,
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
 ) -> FastAPI:
     """An app serving ``model_runner`` as model ``served_name``.
 
@@ -128,9 +136,13 @@ def create_app(
             parsed = await run_in_threadpool(
                 decode_request, body, _header_length(request), input_shape=info.input_size
             )
-            batch = await run_in_threadpool(_model_batch, model_runner, parsed, max_image_pixels)
+            if parsed.batch_size > max_images_per_request:
+                raise RequestError(f"the request holds {parsed.batch_size} images; this server takes at most "
+                                   f"{max_images_per_request} per request (--max-images-per-request)", status=413)
+            chunks = await run_in_threadpool(_model_chunks, model_runner, parsed, max_batch_size, max_image_pixels,
+                                             max_request_pixels)
             try:
-                logits = await expected.submit(batch)
+                logits = await expected.submit(chunks)
             except BatcherClosed:
                 return JSONResponse({"error": "the server is shutting down"}, status_code=503)
         encoded = encode_response(logits, parsed, model_name=served_name, class_names=info.class_names)
@@ -143,14 +155,18 @@ def create_app(
     return app
 
 
-def _model_batch(runner: ModelRunner, request: InferRequest, max_image_pixels: int) -> Batch:
-    """The request's model input. Images are decoded here (PIL, in the thread pool, where a
-    bad file becomes a 400) and turned into a tensor on the batcher's thread (see batcher)."""
+def _model_chunks(runner: ModelRunner, request: InferRequest, max_batch_size: int, max_image_pixels: int,
+                  max_request_pixels: int) -> list[Batch]:
+    """The request's model input in chunks of at most ``max_batch_size`` rows. Images are decoded
+    here (PIL, in the thread pool, where a bad file becomes a 400), each chunk turned into a
+    tensor on the batcher's thread when its pass runs (see batcher)."""
     if request.pixels is not None:
-        return torch.from_numpy(request.pixels)
+        pixels = torch.from_numpy(request.pixels)
+        return [pixels[i : i + max_batch_size] for i in range(0, pixels.shape[0], max_batch_size)]
     assert request.images is not None
-    images = decode_images(request.images, max_pixels=max_image_pixels)
-    return Deferred(len(images), partial(runner.preprocess, images))
+    images = decode_images(request.images, max_pixels=max_image_pixels, max_total_pixels=max_request_pixels)
+    return [Deferred(len(chunk), partial(runner.preprocess, chunk))
+            for chunk in (images[i : i + max_batch_size] for i in range(0, len(images), max_batch_size))]
 
 
 def _header_length(request: Request) -> int | None:

@@ -1,8 +1,10 @@
 """Dynamic batching: concurrent requests share one forward pass.
 
 A forward pass over 8 images costs less than 8 passes over one, so requests that are
-waiting together run together (at most ``max_batch_size`` images; a single larger request
-runs on its own) and each gets its rows back. One worker thread owns the model: inference
+waiting together run together (at most ``max_batch_size`` images) and each gets its rows back.
+A request larger than that arrives as several chunks of at most ``max_batch_size`` (see
+:meth:`Expected.submit`), so no forward pass, and no preprocessed tensor, is ever larger than
+the server was configured for, whatever a client sends. One worker thread owns the model: inference
 stays off the event loop, and the model is never entered by two threads at once.
 
 When to run is the whole design. A fixed wait ("hold the first request ``max_latency_ms``
@@ -32,7 +34,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,12 +84,15 @@ class Expected:
         self._batcher = batcher
         self.pending = True
 
-    async def submit(self, batch: Batch) -> torch.Tensor:
-        """Queue ``batch`` (``[N, ...]``) and wait for its ``[N, C]`` result rows."""
+    async def submit(self, batch: Batch | Sequence[Batch]) -> torch.Tensor:
+        """Queue ``batch`` (``[N, ...]``), or the chunks of one request in order, and wait for the
+        ``[N, C]`` result rows (the chunks' rows concatenated)."""
         if not self.pending:
             raise RuntimeError("an announced request can be submitted once")
-        job = self._batcher._enqueue(batch, self)
-        return await asyncio.wrap_future(job.future)
+        chunks = list(batch) if isinstance(batch, Sequence) else [batch]
+        jobs = self._batcher._enqueue(chunks, self)
+        results = [await asyncio.wrap_future(job.future) for job in jobs]
+        return results[0] if len(results) == 1 else torch.cat(results)
 
 
 class DynamicBatcher:
@@ -143,8 +148,8 @@ class DynamicBatcher:
                 if expected.pending:
                     self._settle(expected)
 
-    async def submit(self, batch: Batch) -> torch.Tensor:
-        """Queue ``batch`` (``[N, ...]``), announced and ready at once, and wait for its ``[N, C]`` rows."""
+    async def submit(self, batch: Batch | Sequence[Batch]) -> torch.Tensor:
+        """Queue ``batch`` (or one request's chunks), announced and ready at once, and wait for its rows."""
         with self.expect() as expected:
             return await expected.submit(batch)
 
@@ -157,16 +162,19 @@ class DynamicBatcher:
             self._changed.notify_all()
         self._thread.join(timeout_s)
 
-    def _enqueue(self, batch: Batch, announced: Expected) -> _Job:
-        job = _Job(batch)
+    def _enqueue(self, chunks: list[Batch], announced: Expected) -> list[_Job]:
+        jobs = [_Job(chunk) for chunk in chunks]
+        oversized = [job.size for job in jobs if job.size > self._max_batch_size]
         with self._changed:
             self._settle(announced)
+            if oversized:  # the caller must chunk: a larger pass is what the limit exists to prevent
+                raise ValueError(f"a chunk of {oversized[0]} rows exceeds max_batch_size {self._max_batch_size}")
             if not self._accepting:
                 raise BatcherClosed("the server is shutting down")
-            self._jobs.append(job)
+            self._jobs.extend(jobs)
             self._changed.notify_all()
-        self._queue_changed(+1)
-        return job
+        self._queue_changed(+len(jobs))
+        return jobs
 
     def _settle(self, expected: Expected) -> None:
         """Caller holds the lock: ``expected`` is no longer on its way."""

@@ -56,11 +56,22 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--max-body-mb", type=float, default=64.0, help="largest request body accepted, in MiB (default 64)"
     )
+    parser.add_argument("--max-images-per-request", type=int, default=256,
+                        help="fastapi engine: images (or tensor rows) one request may hold; more is a 413 (default "
+                        "256); requests larger than --max-batch-size run in chunks of that size (Triton refuses "
+                        "requests larger than --max-batch-size)")
+    parser.add_argument("--max-request-megapixels", type=float, default=64.0,
+                        help="decoded pixels of one request's images together, in millions, read from their headers "
+                        "before decoding; more is a 413 (default 64)")
     parser.add_argument("--engine", choices=("fastapi", "triton"), default="fastapi",
                         help="fastapi: this package's KServe v2 server (default); triton: NVIDIA Triton Inference "
                         "Server on an exported repository (HTTP on --port, gRPC, metrics; the 'triton' extra)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="triton engine: gRPC port (default 8001)")
     parser.add_argument("--metrics-port", type=int, default=8002, help="triton engine: metrics port (default 8002)")
+    parser.add_argument("--supervisor-port", type=int, default=8003,
+                        help="triton engine: port of the supervisor's /metrics, which counts tritonserver restarts "
+                        "(default 8003)")
+    parser.set_defaults(handler=run_serve)
     return parser
 
 
@@ -82,6 +93,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         max_latency_ms=args.max_latency_ms,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_images_per_request=args.max_images_per_request,
+        max_request_pixels=int(args.max_request_megapixels * 1_000_000),
     )
     try:
         started = serve(app, host=args.host, port=args.port)
@@ -93,14 +106,18 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_triton_engine(args: argparse.Namespace) -> int:
     """Export the model as a Triton repository (Python-backend classifier running onnxruntime, the
     preprocessing model and the ensemble) into a temporary folder and serve it with tritonserver
-    until SIGTERM/SIGINT, which Triton answers by draining in-flight requests."""
+    until SIGTERM/SIGINT, which Triton answers by draining in-flight requests. tritonserver is
+    supervised: after a crash it is restarted on the same ports, and the restarts are counted on
+    ``--supervisor-port``'s ``/metrics`` (``res2net_triton_restarts_total``, ``res2net_triton_up``)."""
     import signal
     import tempfile
     import threading
 
+    from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
     from ..inference.session import load_model
     from ..inference.triton_repo import TritonOptions, export_model_repository
-    from .tritonserver import bytes_inputs_supported, find_tritonserver, run_tritonserver
+    from .tritonserver import bytes_inputs_supported, find_tritonserver, supervise_tritonserver
 
     find_tritonserver()  # a missing binary is reported before the model is loaded
     if not bytes_inputs_supported():
@@ -111,22 +128,41 @@ def run_triton_engine(args: argparse.Namespace) -> int:
                              num_classes=args.num_classes)
     name = args.served_name or args.model.replace(".", "_")
     options = TritonOptions(max_batch_size=args.max_batch_size, runtime="python",
-                            queue_delay_us=int(args.max_latency_ms * 1000))
+                            queue_delay_us=int(args.max_latency_ms * 1000),
+                            max_request_pixels=int(args.max_request_megapixels * 1_000_000))
+    registry = CollectorRegistry()
+    restarts = Counter("res2net_triton_restarts", "tritonserver restarts after it stopped unexpectedly",
+                       registry=registry)
+    up = Gauge("res2net_triton_up", "1 while tritonserver is ready", registry=registry)
+    try:
+        start_http_server(args.supervisor_port, addr=args.host, registry=registry)
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.host}:{args.supervisor_port} (--supervisor-port): "
+                        f"{err.strerror or err}") from None
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+
+    def on_ready(restarted: int) -> None:
+        up.set(1)
+        if restarted == 0:
+            print(f"Triton serving {name!r} (tensors or encoded images; also {name}_ensemble): "
+                  f"HTTP {args.host}:{args.port}, gRPC {args.host}:{args.grpc_port}, "
+                  f"metrics {args.host}:{args.metrics_port}, restarts {args.host}:{args.supervisor_port}", flush=True)
+        else:
+            print(f"Triton serving {name!r} again after restart {restarted}", flush=True)
+
+    def report(line: str) -> None:
+        up.set(0)
+        restarts.inc()
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="res2net-triton-repo-") as folder:
         repository = Path(folder)
         export_model_repository(model, info, repository, name, options)
-        with run_tritonserver(repository, http_port=args.port, grpc_port=args.grpc_port,
-                              metrics_port=args.metrics_port, host=args.host,
-                              log=repository / "tritonserver.log") as server:
-            print(f"Triton serving {name!r} (tensors or encoded images; also {name}_ensemble): "
-                  f"HTTP {args.host}:{args.port}, gRPC {args.host}:{args.grpc_port}, "
-                  f"metrics {args.host}:{args.metrics_port}", flush=True)
-            while not stopping.wait(0.5):
-                if server.process.poll() is not None:
-                    raise UserError(f"tritonserver stopped unexpectedly (status {server.process.returncode})")
+        supervise_tritonserver(repository, http_port=args.port, grpc_port=args.grpc_port,
+                               metrics_port=args.metrics_port, host=args.host, log=repository / "tritonserver.log",
+                               stopping=stopping.wait, on_ready=on_ready, report=report)
     print("Triton stopped", flush=True)
     return 0
 
@@ -137,8 +173,9 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UserError("--engine triton exports the model itself: give --model NAME (and its weights)")
         if args.precision != "fp32":
             raise UserError("--engine triton serves the fp32 ONNX export; bf16 and int8 run with --engine fastapi")
-        if args.port == 0 or len({args.port, args.grpc_port, args.metrics_port}) != 3:
-            raise UserError("--engine triton needs three distinct fixed ports (--port, --grpc-port, --metrics-port)")
+        if args.port == 0 or len({args.port, args.grpc_port, args.metrics_port, args.supervisor_port}) != 4:
+            raise UserError("--engine triton needs four distinct fixed ports (--port, --grpc-port, --metrics-port, "
+                            "--supervisor-port)")
     if args.onnx is None and not args.model:
         raise UserError("serve needs --model NAME (or --onnx FILE)")
     if args.onnx is not None and args.precision != "fp32":
@@ -153,6 +190,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--max-latency-ms must be >= 0, got {args.max_latency_ms:g}")
     if args.max_body_mb <= 0:
         raise UserError(f"--max-body-mb must be positive, got {args.max_body_mb:g}")
+    if args.max_images_per_request < 1:
+        raise UserError(f"--max-images-per-request must be at least 1, got {args.max_images_per_request}")
+    if args.max_request_megapixels <= 0:
+        raise UserError(f"--max-request-megapixels must be positive, got {args.max_request_megapixels:g}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
 

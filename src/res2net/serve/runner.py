@@ -23,6 +23,9 @@ from .errors import RequestError
 #: Pixels (width x height) above which an uploaded image is refused before decoding; a
 #: small compressed file can otherwise expand to gigabytes (a "decompression bomb").
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+#: Decoded pixels of all the images of one request together (RGB: 3 bytes each), read from the
+#: images' headers before any is decoded.
+DEFAULT_MAX_REQUEST_PIXELS = 64_000_000
 #: Longest side over shortest side above which an image is refused: preprocessing scales the
 #: *shorter* side to the input size, so a 1 x 40M-pixel strip would become gigabytes.
 MAX_ASPECT_RATIO = 64
@@ -113,23 +116,43 @@ def probe_num_classes(run: Callable[[torch.Tensor], torch.Tensor], input_size: t
     return int(logits.shape[1])
 
 
-def decode_images(encoded: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[Image.Image]:
-    """Encoded image files -> fully decoded RGB PIL images, or a 400 naming the bad element."""
-    images = []
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def decode_images(encoded: Sequence[bytes], *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                  max_total_pixels: int = DEFAULT_MAX_REQUEST_PIXELS) -> list[Image.Image]:
+    """Encoded image files -> fully decoded RGB PIL images, or a 4xx naming the bad element.
+
+    Every image's header is read first (no pixels decoded), so a request whose images would
+    together decode to more than ``max_total_pixels`` is refused before it costs any memory.
+    """
+    opened = []
+    total = 0
     for index, data in enumerate(encoded):
         try:
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise RequestError(
-                    f"image[{index}] is {width}x{height} pixels; the limit is {max_pixels} pixels", status=413
-                )
-            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-                raise RequestError(
-                    f"image[{index}] is {width}x{height} pixels; aspect ratios beyond {MAX_ASPECT_RATIO}:1 are refused"
-                )
+        except Image.DecompressionBombError:  # PIL's own guard, from the header, at twice its warning size
+            raise RequestError(f"image[{index}] declares more pixels than Pillow opens; the limit is {max_pixels} "
+                               "pixels", status=413) from None
+        except _UNREADABLE as err:
+            raise RequestError(f"image[{index}] could not be decoded as an image: {err}") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            raise RequestError(f"image[{index}] is {width}x{height} pixels; the limit is {max_pixels} pixels",
+                               status=413)
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise RequestError(
+                f"image[{index}] is {width}x{height} pixels; aspect ratios beyond {MAX_ASPECT_RATIO}:1 are refused")
+        total += width * height
+        if total > max_total_pixels:
+            raise RequestError(f"the request's images hold more than {max_total_pixels} pixels together "
+                               "(--max-request-megapixels)", status=413)
+        opened.append(image)
+    images = []
+    for index, image in enumerate(opened):
+        try:
             images.append(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except _UNREADABLE as err:
             raise RequestError(f"image[{index}] could not be decoded as an image: {err}") from None
     return images
 

@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +98,6 @@ class RunningTriton:
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
 
 def _backend_directory(install: TritonInstall, scratch: Path) -> Path | None:
     """A backend folder whose Python backend has this interpreter's stub (pytriton keeps the stubs
@@ -151,7 +147,8 @@ def run_tritonserver(
                    f"--grpc-address={host}", "--exit-on-error=true", "--strict-readiness=true"]
         if backends is not None:
             command.append(f"--backend-directory={backends}")
-        output = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        # Appended to: a supervised restart keeps the crashed run's log above the new one.
+        output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=_environment(install),
                                    cwd=os.environ.get("RES2NET_TRITON_PYTHONPATH") or None,
                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -202,3 +199,73 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+#: Seconds between a crash and the restart, growing with consecutive crashes.
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+#: A run that served this long before it crashed starts the backoff afresh.
+STABLE_AFTER_S = 60.0
+#: Restarts in a row that fail before Triton is ready: then the engine stops with an error.
+MAX_FAILED_STARTS = 5
+
+
+def describe_exit(status: int | None) -> str:
+    """``status -6 (SIGABRT)`` for a signal, ``status 1`` for an exit code."""
+    if status is not None and status < 0:
+        with contextlib.suppress(ValueError):
+            return f"status {status} ({signal.Signals(-status).name})"
+    return f"status {status}"
+
+
+def supervise_tritonserver(
+    repository: Path, *, http_port: int, grpc_port: int, metrics_port: int, host: str, log: Path,
+    stopping: Callable[[float], bool], on_ready: Callable[[int], None], report: Callable[[str], None],
+) -> int:
+    """Run tritonserver until ``stopping(timeout)`` returns True (it waits up to ``timeout`` seconds
+    for the stop request), restarting it on the same ports after every unexpected exit, with
+    :data:`RESTART_BACKOFF_S` between attempts. One request that crashes Triton (its HTTP front end
+    aborts on some malformed tensors) then costs the service seconds, not its life.
+
+    ``on_ready(restarts)`` is called each time Triton is ready (0 the first time); ``report`` gets
+    one line per crash, naming the exit status and Triton's last log line. The first start's
+    failure, or :data:`MAX_FAILED_STARTS` failed restarts in a row, raise :class:`UserError`.
+    Returns the number of restarts.
+    """
+    restarts = failed_starts = crashes_in_a_row = 0
+    while True:
+        started = time.monotonic()
+        try:
+            with run_tritonserver(repository, http_port=http_port, grpc_port=grpc_port,
+                                  metrics_port=metrics_port, host=host, log=log) as server:
+                failed_starts = 0
+                on_ready(restarts)
+                while not stopping(0.5):
+                    if server.process.poll() is not None:
+                        break
+                else:
+                    return restarts
+                status = server.process.returncode
+        except UserError:
+            if restarts == 0:
+                raise
+            failed_starts += 1
+            if failed_starts >= MAX_FAILED_STARTS:
+                raise UserError(f"tritonserver failed to start {failed_starts} times in a row after a crash; "
+                                f"see {log}") from None
+            status = None
+        crashes_in_a_row = 1 if time.monotonic() - started > STABLE_AFTER_S else crashes_in_a_row + 1
+        delay = RESTART_BACKOFF_S[min(crashes_in_a_row, len(RESTART_BACKOFF_S)) - 1]
+        restarts += 1
+        what = "did not become ready" if status is None else f"stopped unexpectedly ({describe_exit(status)})"
+        report(f"tritonserver {what}; restarting it in {delay:g} s on the same ports (restart {restarts}); "
+               f"last log line: {_last_log_line(log)}")
+        if stopping(delay):
+            return restarts
+
+
+def _last_log_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][-300:] if lines else "(empty log)"

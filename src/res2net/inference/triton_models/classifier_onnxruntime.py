@@ -20,7 +20,7 @@ import triton_python_backend_utils as pb_utils
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
 sys.path.insert(0, str(Path(__file__).parent))
-from res2net_preprocessing import Preprocessor  # noqa: E402 - the copy beside this file
+from res2net_preprocessing import Preprocessor, client_error  # noqa: E402 - the copy beside this file
 
 
 class TritonPythonModel:
@@ -41,7 +41,7 @@ class TritonPythonModel:
             return from_dlpack(tensor.to_dlpack()).float()
         try:
             return torch.from_numpy(self.preprocess.batch(image.as_numpy()))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ValueError(f"cannot decode image: {exc}") from None
 
     def execute(self, requests):
@@ -52,7 +52,7 @@ class TritonPythonModel:
                 batches.append(self._batch(request))
                 owners.append(index)
             except ValueError as exc:
-                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=client_error(pb_utils, str(exc)))
         if batches:
             logits = self.session.run(["logits"], {"input": torch.cat(batches).contiguous().numpy()})[0]
             logits = torch.from_numpy(logits)
