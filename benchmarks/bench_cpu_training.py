@@ -81,7 +81,7 @@ def main() -> None:
             for t in timings
         }
     if args.record:
-        append_row(RESULTS, make_row("cpu_training", figures, folder=RESULTS.parent,
+        append_row(RESULTS, make_row("cpu_training", figures, folder=Path(__file__).resolve().parent,
                                      settings={"rounds": args.rounds, "threads": torch.get_num_threads()}))
         print(f"recorded in {RESULTS}")
 

@@ -233,9 +233,9 @@ def kserve_manifest(name: str, options: TritonOptions, storage_uri: str) -> str:
 
 
 def _probe(kind: str, path: str, *, initial_delay_s: int, failures: int) -> list[str]:
-    return [f"      {kind}:", "        httpGet:", f"          path: {path}", f"          port: {KSERVE_TRITON_HTTP_PORT}",
-            f"        initialDelaySeconds: {initial_delay_s}", "        periodSeconds: 10",
-            f"        failureThreshold: {failures}"]
+    return [f"      {kind}:", "        httpGet:", f"          path: {path}",
+            f"          port: {KSERVE_TRITON_HTTP_PORT}", f"        initialDelaySeconds: {initial_delay_s}",
+            "        periodSeconds: 10", f"        failureThreshold: {failures}"]
 
 
 def export_model_repository(

@@ -44,8 +44,14 @@ def host() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
+    """Python's and the packages' versions; this package's from its code (an editable install's
+    metadata keeps the version it was installed at)."""
+    from ..version import __version__
+
+    found = {"python": platform.python_version(), "res2net": __version__}
     for package in PACKAGES:
+        if package in found:
+            continue
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -75,7 +81,8 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def make_row(benchmark: str, figures: dict[str, Any], *, settings: dict[str, Any] | None = None,
              folder: Path | None = None) -> dict[str, Any]:
-    """One result: when, which code, which machine and libraries, which command, what it measured."""
+    """One result: when, which code (the commit of the clone holding ``folder``, default the current
+    directory), which machine and libraries, which command, what it measured."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "benchmark": benchmark,
