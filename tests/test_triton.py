@@ -81,8 +81,9 @@ def test_every_config_parses_with_tritons_protobuf(options: TritonOptions, small
     assert [s.model_name for s in steps] == ["digits_preprocess", "digits"]
     assert steps[0].output_map["input"] == steps[1].input_map["input"]
     assert (tmp_path / "digits" / "labels.txt").read_text().splitlines() == INFO.class_names
+    limits = {"max_image_pixels": options.max_image_pixels, "max_request_pixels": options.max_request_pixels}
     assert json.loads((tmp_path / "digits_preprocess" / "1" / "preprocess.json").read_text()) == {
-        **INFO.to_dict(), "max_image_pixels": options.max_image_pixels, "max_request_pixels": options.max_request_pixels}
+        **INFO.to_dict(), **limits}
 
 
 def test_invalid_options_are_refused(small_model: torch.nn.Module, tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Every table is one interleaved run in one process (see :mod:`.timing`). ``--json`` prints one
 JSON object instead, with every contender's img/s and its ratio to the reference contender,
-for scripts to read. Train steps also report the step's work and the share of the machine's
-matrix-multiply rate each contender reaches (see :mod:`.roofline`).
+for scripts to read; ``--record FILE`` appends it as a results row (:mod:`.results`). Train steps
+also report the step's work and the share of the machine's matrix-multiply rate each contender
+reaches (see :mod:`.roofline`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +29,7 @@ from .contenders import (
     inference_contenders,
     train_step_contenders,
 )
+from .results import append_row, make_row
 from .roofline import matmul_gflops, training_gflop_per_image
 from .timing import Timing, format_table, interleaved, peak_rss_mib
 
@@ -44,8 +47,8 @@ def _summary(timings: list[Timing], reference: str) -> dict[str, Any]:
 def _roofline(summary: dict[str, Any], gflop: float, peak: float) -> dict[str, Any]:
     """The step's GFLOP per image, the matrix-product peak at its precision, and each contender's share of it."""
     return {
-        "gflop_per_image": round(gflop, 3),
-        "matmul_peak_gflops": round(peak, 1),
+        "gflop_per_image": float(f"{gflop:.4g}"),
+        "matmul_peak_gflops": float(f"{peak:.4g}"),  # 4 digits: a CPU without bf16 runs bf16 at ~1 GFLOP/s
         "share_of_peak": {name: round(rate * gflop / peak, 3) for name, rate in summary["img_per_s"].items()},
     }
 
@@ -113,6 +116,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             if not args.json:
                 print(format_table(f"inference, batch {batch}:", timings))
     results["peak_rss_mib"] = round(peak_rss_mib())
+    if args.record:
+        append_row(Path(args.record), make_row("res2net benchmark", results, folder=Path.cwd()))
     if args.json:
         print(json.dumps(results))
     else:
