@@ -17,6 +17,8 @@ from typing import Any
 from torch import nn
 
 from .checkpoint import CheckpointFormat, HeadFit, RawCheckpoint, load_state_into, read_checkpoint
+from .checkpoint.hf import resolve as resolve_hub_folder
+from .checkpoint.hf import split_source
 from .checkpoint.hub import fetch_pretrained
 from .checkpoint.mmdet import is_mmdet_layout
 from .checkpoint.remap import head_rows
@@ -46,7 +48,9 @@ def create_model(
 
     Args:
         name: a name from :func:`res2net.list_models`, optionally with a weight tag
-            (``"res2net50_26w_4s.official"``, see :func:`res2net.list_pretrained`).
+            (``"res2net50_26w_4s.official"``, see :func:`res2net.list_pretrained`); or a model folder in
+            timm's Hub layout: ``"hf-hub:ORG/REPO[@REVISION]"`` (downloaded with huggingface_hub) or
+            ``"local-dir:PATH"``, whose ``config.json`` names the architecture, classes and preprocessing.
         pretrained: ``True`` for the name's default published weights, or a tag such as
             ``"official"`` / ``"mindcv"``; downloaded once into ``$RES2NET_HOME``.
         checkpoint_path: a local checkpoint in any supported format (ours, the official
@@ -66,11 +70,16 @@ def create_model(
     """
     if pretrained and checkpoint_path is not None:
         raise ValueError("pass either pretrained or checkpoint_path, not both")
+    build = {"in_chans": in_chans, "output_stride": output_stride, "drop_rate": drop_rate,
+             "drop_path_rate": drop_path_rate, **model_kwargs}
+    if split_source(name)[0] is not None:  # hf-hub:ORG/REPO[@REV] or local-dir:PATH, in timm's layout
+        folder = resolve_hub_folder(name)
+        raw = read_checkpoint(folder.weights, use_ema=use_ema)
+        model = model_from_checkpoint(folder.architecture, raw, folder.cfg, num_classes=num_classes, **build)
+        return FeatureExtractor(model, out_indices) if features_only else model
     _, named_tag = REGISTRY.split(name)
     if isinstance(pretrained, str) and named_tag is not None and pretrained != named_tag:
         raise ValueError(f"{name!r} names weights {named_tag!r} but pretrained asks for {pretrained!r}")
-    build = {"in_chans": in_chans, "output_stride": output_stride, "drop_rate": drop_rate,
-             "drop_path_rate": drop_path_rate, **model_kwargs}
     if pretrained:
         base = REGISTRY.pretrained_cfg(name, pretrained if isinstance(pretrained, str) else None)
         raw = read_checkpoint(fetch_pretrained(base), use_ema=use_ema)

@@ -9,7 +9,7 @@ from .handlers import lazy_handler
 #: Inference precisions (res2net.inference.optimize.PRECISIONS).
 PRECISIONS = ("fp32", "bf16", "int8")
 #: Export formats (res2net.inference.export.FORMATS).
-EXPORT_FORMATS = ("onnx", "torchscript", "triton", "kserve")
+EXPORT_FORMATS = ("onnx", "torchscript", "triton", "kserve", "hf")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,18 +44,20 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser = subparsers.add_parser(
         "export",
         help="export a model to ONNX or TorchScript (with a preprocessing JSON beside it), a Triton model "
-        "repository or a KServe InferenceService",
+        "repository, a KServe InferenceService, or a Hugging Face Hub folder (hf)",
         description="Export to ONNX (dynamic batch axis) or TorchScript; the export is run against "
         "PyTorch and the max relative error printed; <output>.json holds the preprocessing and labels. "
         "--format triton writes a Triton model repository (classifier, preprocessing, ensemble) into the "
-        "--output folder; --format kserve writes that repository and an InferenceService manifest.",
+        "--output folder; --format kserve writes that repository and an InferenceService manifest; --format hf "
+        "writes timm's Hub layout (config.json, model.safetensors) and a model card (README.md) into --output.",
     )
     add_model_arguments(parser)
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default: onnx)")
     parser.add_argument("--output", required=True, metavar="PATH", help="file to write (triton/kserve: a folder)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     triton = parser.add_argument_group("triton / kserve")
-    triton.add_argument("--name", default=None, help="Triton model name (default: the model name)")
+    triton.add_argument("--name", default=None,
+                        help="Triton model name (default: the model name); hf: the repository's name in the card")
     triton.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp16: TensorRT half precision (needs --gpu)")
     triton.add_argument("--max-batch-size", type=int, default=16, help="Triton max_batch_size (default 16)")
@@ -69,4 +71,19 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     triton.add_argument("--storage-uri", default="s3://YOUR-BUCKET/res2net/model_repository",
                         help="kserve: where the repository will be uploaded (placeholder by default)")
     parser.set_defaults(handler=lazy_handler("res2net.inference.export:run_export"))
+    return parser
+
+
+def add_push_to_hub_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "push-to-hub", help="upload a checkpoint to the Hugging Face Hub (timm's layout and a model card)",
+        description="Export CHECKPOINT as `res2net export --format hf` does and upload the folder to ORG/REPO as one "
+        "commit (huggingface_hub: its token from `hf auth login` or HF_TOKEN; the hub extra).")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint in any supported format")
+    parser.add_argument("repo_id", metavar="ORG/REPO", help="the Hub repository (created if missing)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="model name (default: the one our training checkpoints record)")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    parser.set_defaults(handler=lazy_handler("res2net.inference.export:run_push_to_hub"))
     return parser

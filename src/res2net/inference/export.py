@@ -22,7 +22,7 @@ from .fold import fold_batchnorm
 from .onnx_runtime import INPUT_NAME, OUTPUT_NAME, make_session, onnx_bytes
 from .session import PreprocessInfo, load_model
 
-FORMATS = ("onnx", "torchscript", "triton", "kserve")
+FORMATS = ("onnx", "torchscript", "triton", "kserve", "hf")
 DEFAULT_INPUT_SIZE = (3, 224, 224)
 
 
@@ -159,6 +159,8 @@ def run_export(args: argparse.Namespace) -> int:
     )
     if args.format in ("triton", "kserve"):
         return _run_triton_export(args, model, info)
+    if args.format == "hf":
+        return _run_hf_export(args, model)
     if args.format == "onnx":
         path = export_onnx(model, args.output, input_size=info.input_size, opset=args.opset, preprocess=info)
         error = verify_onnx(path, model)
@@ -169,6 +171,32 @@ def run_export(args: argparse.Namespace) -> int:
         check = "TorchScript vs PyTorch"
     print(f"wrote {path} and {sidecar_path(path)}")
     print(f"max relative error ({check}, batch sizes 1 and 3): {error:.2e}")
+    return 0
+
+
+def hf_folder(model: nn.Module, output: Path, *, repo_name: str, checkpoint: str | Path | None) -> list[Path]:
+    """The Hub folder (timm's layout and a model card) for ``model``; a training checkpoint of ours adds its
+    recipe and validation scores to the card."""
+    from ..checkpoint.hf import write_folder
+    from ..checkpoint.model_card import model_card
+    from ..checkpoint.training import read_training_checkpoint
+    from ..errors import CheckpointError
+
+    run = None
+    if checkpoint is not None:
+        try:
+            run = read_training_checkpoint(Path(checkpoint))
+        except CheckpointError:  # any other format: the card says what pretrained_cfg knows
+            run = None
+    card = model_card(model.pretrained_cfg, repo_name=repo_name, num_classes=model.num_classes,
+                      recipe=run.config if run else None, metrics=run.metrics if run else None)
+    return write_folder(model, output, card)
+
+
+def _run_hf_export(args: argparse.Namespace, model: nn.Module) -> int:
+    output = Path(args.output)
+    for path in hf_folder(model, output, repo_name=args.name or output.name, checkpoint=args.checkpoint):
+        print(f"wrote {path}")
     return 0
 
 
@@ -186,4 +214,30 @@ def _run_triton_export(args: argparse.Namespace, model: nn.Module, info: Preproc
     for path in written:
         print(f"wrote {path}")
     print(f"max relative error (onnxruntime vs PyTorch, batch sizes 1 and 3): {error:.2e}")
+    return 0
+
+
+def run_push_to_hub(args: argparse.Namespace) -> int:
+    """``res2net push-to-hub CHECKPOINT ORG/REPO``: export, then one commit that says what was pushed."""
+    import tempfile
+
+    from ..checkpoint.hf import push_folder
+    from ..checkpoint.training import read_training_checkpoint
+    from ..errors import CheckpointError
+
+    name = args.model
+    if name is None:
+        try:
+            name = read_training_checkpoint(Path(args.checkpoint)).model_name
+        except CheckpointError:
+            raise UserError("--model NAME is needed for checkpoints that are not our training runs") from None
+    model, _ = load_model(name, checkpoint_path=args.checkpoint)
+    cfg = model.pretrained_cfg
+    score = f", val top-1 {cfg.top1:.2f}%" if cfg.top1 is not None else ""
+    message = (f"{cfg.architecture} ({model.num_classes} classes{score}) from {Path(args.checkpoint).name}, "
+               f"exported by res2net")
+    with tempfile.TemporaryDirectory(prefix="res2net-hub-") as folder:
+        hf_folder(model, Path(folder), repo_name=args.repo_id.split("/")[-1], checkpoint=args.checkpoint)
+        url = push_folder(Path(folder), args.repo_id, private=args.private, revision=args.revision, message=message)
+    print(f"pushed {args.repo_id}: {message}\n{url}")
     return 0
