@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 import res2net
+from res2net.checkpoint import HeadReinitialisedWarning
 from res2net.checkpoint.training import read_training_checkpoint
 from res2net.config import load_config
 from res2net.train import train
@@ -81,16 +83,21 @@ def test_resume_gives_identical_weights(tiny_digits_dir: Path, trained_run: Path
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
-def test_fine_tune_to_another_class_count(trained_run: Path, tmp_path: Path, tiny_digits_dir: Path) -> None:
-    """A 10-class checkpoint as the start of a 4-class run: trunk kept, head re-initialised."""
+def test_fine_tune_to_another_class_count(trained_run: Path, tmp_path: Path, tiny_digits_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A 10-class checkpoint as the start of a 4-class run: trunk kept, head re-initialised, and the run line
+    (not a warning) says so."""
     subset = tmp_path / "four"
     for split in ("train", "val"):
         for label in "0123":
             (subset / split).mkdir(parents=True, exist_ok=True)
             (subset / split / label).symlink_to(tiny_digits_dir / split / label)
-    with pytest.warns(UserWarning, match="classifier"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HeadReinitialisedWarning)
         result = train(load_config(tiny_args(subset, tmp_path / "run", "--ckpt_path", str(trained_run / "last.pth"),
                                              "--num_classes", "4", "--epoch_size", "1"), purpose="train"))
+    run_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("run: "))
+    assert f"weights={trained_run / 'last.pth'} (classifier re-initialised for 4 classes)" in run_line
     assert result.final is not None and result.final.num_samples == 4 * 3
     tuned = read_training_checkpoint(tmp_path / "run" / "last.pth").model
     assert tuned["fc.weight"].shape == (4, 2048)

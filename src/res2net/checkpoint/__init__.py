@@ -8,12 +8,13 @@ into a cache.
 """
 
 from res2net.checkpoint.formats import RawCheckpoint, read_checkpoint, read_state_dict
-from res2net.checkpoint.load import HeadFit, load_checkpoint_into, load_state_into
+from res2net.checkpoint.load import HeadFit, HeadReinitialisedWarning, load_checkpoint_into, load_state_into
 from res2net.checkpoint.sniff import CheckpointFormat, detect_format
 
 __all__ = [
     "CheckpointFormat",
     "HeadFit",
+    "HeadReinitialisedWarning",
     "RawCheckpoint",
     "detect_format",
     "load_checkpoint_into",

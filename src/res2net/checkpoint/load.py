@@ -54,6 +54,10 @@ def _classes(tensor: torch.Tensor) -> int:
     return int(tensor.shape[0])
 
 
+class HeadReinitialisedWarning(UserWarning):
+    """The checkpoint's classifier did not fit the model's classes and a fresh one was made (fine-tuning)."""
+
+
 class HeadFit(enum.Enum):
     """What loading did with the checkpoint's classifier."""
 
@@ -82,7 +86,7 @@ def _fit_head(
         if strict_head:
             raise CheckpointError(f"{origin}: has no classifier but model {model_name} has {_classes(ours)} classes")
         warnings.warn(f"{origin}: has no classifier; model {model_name}'s {_classes(ours)}-class classifier is "
-                      "freshly initialised and must be trained (fine-tuning)", UserWarning, stacklevel=4)
+                      "freshly initialised and must be trained (fine-tuning)", HeadReinitialisedWarning, stacklevel=4)
         fresh_head = {k: v for k, v in model.state_dict().items() if k.startswith(_HEAD_PREFIX)}
         return dict(state) | fresh_head, HeadFit.REINITIALISED
     if ours is None:
@@ -101,7 +105,7 @@ def _fit_head(
     warnings.warn(
         f"{origin}: classifier has {_classes(theirs)} classes, model {model_name} has {_classes(ours)}; "
         "the classifier is re-initialised and must be trained (fine-tuning)",
-        UserWarning,
+        HeadReinitialisedWarning,
         stacklevel=4,
     )
     reset = getattr(model, "reset_classifier", None)

@@ -27,7 +27,7 @@ from res2net.errors import CheckpointError
 from res2net.models import PretrainedCfg, get_architecture
 
 CHECKPOINT_FORMAT = "res2net-train"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 #: Source name our training runs give their weights in ``pretrained_cfg``.
 TRAINING_SOURCE = "res2net"
 
@@ -52,6 +52,8 @@ class TrainingCheckpoint:
     best_top1: float | None = None
     mixer: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    #: Where the run came from (res2net.provenance.environment(): date, command, commit, host, versions).
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **dataclasses.asdict(self)}
@@ -65,9 +67,11 @@ class TrainingCheckpoint:
 
 
 def recipe_pretrained_cfg(
-    model_name: str, config: Mapping[str, Any], class_names: list[str], metrics: Mapping[str, Any] | None
+    model_name: str, config: Mapping[str, Any], class_names: list[str], metrics: Mapping[str, Any] | None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> PretrainedCfg:
-    """What a run's weights carry: its class names, its recipe's eval transform, its val scores."""
+    """What a run's weights carry: its class names, its recipe's eval transform, its val scores, and
+    where they came from."""
     mean, std = normalize_stats(config["mean"], config["std"])
     size = int(config["image_resize"])
     return PretrainedCfg(
@@ -82,7 +86,17 @@ def recipe_pretrained_cfg(
         input_size=(int(config.get("in_channels", 3)), size, size),
         crop_pct=float(config["crop_pct"]),
         interpolation=str(config["interpolation"]),
+        provenance=describe_provenance(provenance) if provenance else "",
     )
+
+
+def describe_provenance(provenance: Mapping[str, Any]) -> str:
+    """One line: when, with which command and code, on which machine and libraries."""
+    versions = provenance.get("versions", {})
+    return (f"trained {provenance.get('date', '?')} with `{provenance.get('command', '?')}` "
+            f"({provenance.get('launcher', '?')}) at commit {provenance.get('commit') or 'unknown'}, on "
+            f"{provenance.get('host', {}).get('cpu', '?')}, res2net {versions.get('res2net', '?')}, "
+            f"torch {versions.get('torch', '?')}")
 
 
 def is_training_checkpoint(obj: object) -> bool:

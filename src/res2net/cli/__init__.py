@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 
 from ..config.spelling import accept_both_spellings
 from ..errors import UserError
+from ..provenance import invoked_as
 from ..serve.cli import add_serve_parser
 from .benchmark import add_benchmark_parser
 from .convert import add_convert_parser
 from .data import add_demo_data_parser, add_make_shards_parser, add_prepare_imagenet_parser
 from .detection import add_evaluate_detection_parser, add_predict_detection_parser, add_train_detection_parser
-from .inference import add_export_parser, add_predict_parser
+from .finetune import add_finetune_parser, add_plot_parser
+from .inference import add_export_parser, add_predict_parser, add_push_to_hub_parser
 from .kernels import add_build_kernels_parser
 from .models import add_models_parser
 from .schedule import add_schedule_parser
@@ -35,10 +37,13 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParse
     add_prepare_imagenet_parser,
     add_make_shards_parser,
     add_schedule_parser,
+    add_finetune_parser,
+    add_plot_parser,
     add_build_kernels_parser,
     add_convert_parser,
     add_predict_parser,
     add_export_parser,
+    add_push_to_hub_parser,
     add_serve_parser,
     add_benchmark_parser,
     add_train_detection_parser,
@@ -109,16 +114,21 @@ def _run(entry: Callable[[], int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``res2net COMMAND ...``"""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        return _main(sys.argv[1:])
+    with invoked_as(["res2net", *argv]):
+        return _main(list(argv))
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in RECIPE_COMMANDS:
         entry = {"train": train_main, "validate": validate_main, "train-detection": train_detection_main}[argv[0]]
         return _run(lambda: entry(argv[1:]))
     parser = build_parser()
     args, leftover = parser.parse_known_args(argv)
-    if getattr(args, "takes_recipe_flags", False):  # `schedule`: the rest are recipe overrides
-        from ..train.schedule_cli import run_schedule
-
-        return _run(lambda: run_schedule(args, leftover))
+    recipe_handler = getattr(args, "recipe_handler", None)
+    if recipe_handler is not None:  # `schedule`, `finetune`: the rest are recipe overrides
+        return _run(lambda: recipe_handler(args, leftover))
     if leftover:
         parser.error(f"unrecognized arguments: {' '.join(leftover)}")
     return _run(lambda: args.handler(args))

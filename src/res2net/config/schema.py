@@ -166,6 +166,9 @@ class Config:
     clip_grad: bool = key(False, "clip the global gradient norm to clip_value", MODEL)
     clip_value: float = key(15.0, "maximum gradient norm when clip_grad", MODEL, minimum=0.0,
                             exclusive_minimum=True)
+    freeze_stages: int = key(0, "fine-tuning: keep the first N of the model's 5 stage groups (stem, then the 4 stages) "
+                             "fixed: no gradients, BatchNorm statistics frozen", MODEL, minimum=0, maximum=5,
+                             ours=True)
     layer_decay: float | None = key(None, "layer-wise learning-rate decay (None = off)", MODEL,
                                     minimum=0.0, maximum=1.0, exclusive_minimum=True)
     gradient_accumulation_steps: int = key(1, "accumulate gradients over N batches per update", MODEL,
@@ -231,6 +234,8 @@ class Config:
     # --- validation ---------------------------------------------------------------------
     per_class_csv: str = key("", "validate: also write per-class accuracy to this CSV file", VALIDATION,
                              ours=True)
+    confusion_matrix: str = key("", "validate: also draw the row-normalised confusion matrix, with the class names, "
+                                "into this PNG file (matplotlib: the plot extra)", VALIDATION, ours=True)
     precision: str = key("eager", "validate: eager model (with val_amp_level), or the optimised inference path "
                          "in fp32, bf16 or int8 (see res2net.optimize_for_inference)",
                          VALIDATION, choices=("eager", "fp32", "bf16", "int8"), ours=True)

@@ -104,6 +104,11 @@ class ClassifierBackbone(nn.Module):
         """Submodule names making up each ``feature_info`` entry, in forward order."""
         raise NotImplementedError
 
+    def first_stage_modules(self, count: int) -> list[str]:
+        """Names of the submodules in the first ``count`` of the ``feature_stages()`` groups (the stem, then
+        the stages): what fine-tuning (``freeze_stages``) and detection (``trainable_stages``) keep fixed."""
+        return [name for names in self.feature_stages()[:count] for name in names]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -82,6 +82,8 @@ class PretrainedCfg:
     tag: str | None = None
     source: str = "none"
     url: str = ""
+    #: A Hugging Face Hub repository holding the same weights (``ORG/REPO[@REVISION]``), tried before ``url``.
+    hf_hub_id: str = ""
     sha256: str = ""
     license: str = ""
     top1: float | None = None
@@ -93,6 +95,8 @@ class PretrainedCfg:
     input_size: tuple[int, int, int] = (3, 224, 224)
     crop_pct: float = 0.875
     interpolation: str = "bilinear"
+    #: Where the weights came from, for our training runs: date, command, commit, machine, versions.
+    provenance: str = ""
 
     @property
     def file_name(self) -> str:
@@ -257,9 +261,12 @@ def _published(architecture: str, source: str, base_url: str, license_text: str,
                          license=license_text, label_names=imagenet_label_names(), **fields)
 
 
-def _official(architecture: str, file_name: str, top1: float) -> PretrainedCfg:
-    """The paper authors' files (top-1 as timm re-evaluated them, or the paper's 100 - error)."""
-    return _published(architecture, "official", OFFICIAL_BASE_URL, OFFICIAL_LICENSE, file_name, top1=top1)
+def _official(architecture: str, file_name: str, top1: float, timm_name: str) -> PretrainedCfg:
+    """The paper authors' files (top-1 as timm re-evaluated them, or the paper's 100 - error); timm
+    republishes them on the Hugging Face Hub as ``timm/<its name>.in1k``, where they are fetched first
+    (their revision and sha256 are not pinned here: no machine this registry was written on reaches the Hub)."""
+    return _published(architecture, "official", OFFICIAL_BASE_URL, OFFICIAL_LICENSE, file_name, top1=top1,
+                      hf_hub_id=f"timm/{timm_name}.in1k")
 
 
 def _mindcv(architecture: str, file_name: str, top1: float, top5: float) -> PretrainedCfg:
@@ -270,21 +277,21 @@ def _mindcv(architecture: str, file_name: str, top1: float, top5: float) -> Pret
 
 
 WEIGHTS = [
-    _official("res2net50_26w_4s", "res2net50_26w_4s-06e79181.pth", 77.99),
+    _official("res2net50_26w_4s", "res2net50_26w_4s-06e79181.pth", 77.99, "res2net50_26w_4s"),
     _mindcv("res2net50_26w_4s", "res2net50-f42cf71b.ckpt", 79.35, 94.64),
-    _official("res2net50_48w_2s", "res2net50_48w_2s-afed724a.pth", 77.32),
-    _official("res2net50_14w_8s", "res2net50_14w_8s-6527dddc.pth", 78.14),
-    _official("res2net50_26w_6s", "res2net50_26w_6s-19041792.pth", 78.58),
-    _official("res2net50_26w_8s", "res2net50_26w_8s-2c7c9f12.pth", 79.20),
-    _official("res2net101_26w_4s", "res2net101_26w_4s-02a759a1.pth", 79.19),
+    _official("res2net50_48w_2s", "res2net50_48w_2s-afed724a.pth", 77.32, "res2net50_48w_2s"),
+    _official("res2net50_14w_8s", "res2net50_14w_8s-6527dddc.pth", 78.14, "res2net50_14w_8s"),
+    _official("res2net50_26w_6s", "res2net50_26w_6s-19041792.pth", 78.58, "res2net50_26w_6s"),
+    _official("res2net50_26w_8s", "res2net50_26w_8s-2c7c9f12.pth", 79.20, "res2net50_26w_8s"),
+    _official("res2net101_26w_4s", "res2net101_26w_4s-02a759a1.pth", 79.19, "res2net101_26w_4s"),
     _mindcv("res2net101_26w_4s", "res2net101-8ae60132.ckpt", 79.56, 94.70),
-    _official("res2net50_v1b_26w_4s", "res2net50_v1b_26w_4s-3cf99910.pth", 80.28),
+    _official("res2net50_v1b_26w_4s", "res2net50_v1b_26w_4s-3cf99910.pth", 80.28, "res2net50d"),
     _mindcv("res2net50_v1b_26w_4s", "res2net50_v1b-99304e92.ckpt", 80.32, 95.09),
-    _official("res2net101_v1b_26w_4s", "res2net101_v1b_26w_4s-0812c246.pth", 81.24),
+    _official("res2net101_v1b_26w_4s", "res2net101_v1b_26w_4s-0812c246.pth", 81.24, "res2net101d"),
     _mindcv("res2net101_v1b_26w_4s", "res2net101_v1b-7e6db001.ckpt", 81.26, 95.41),
-    _official("res2next50", "res2next50_4s-6ef7e7bf.pth", 78.24),
-    _official("res2net_dla60", "res2net_dla60_4s-d88db7f9.pth", 78.47),
-    _official("res2next_dla60", "res2next_dla60_4s-d327927b.pth", 78.45),
+    _official("res2next50", "res2next50_4s-6ef7e7bf.pth", 78.24, "res2next50"),
+    _official("res2net_dla60", "res2net_dla60_4s-d88db7f9.pth", 78.47, "dla60_res2net"),
+    _official("res2next_dla60", "res2next_dla60_4s-d327927b.pth", 78.45, "dla60_res2next"),
 ]
 
 

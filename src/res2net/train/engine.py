@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..checkpoint import HeadReinitialisedWarning
 from ..checkpoint.training import TrainingCheckpoint, read_training_checkpoint, recipe_pretrained_cfg
 from ..config import Config, amp_level_note, amp_plan, ignored_key_notes
 from ..cpu_training import accelerate_cpu_training, load_kernels
 from ..cpu_training.host_memory import host_memory_label, retain_freed_memory
 from ..distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from ..errors import CheckpointError, DataError
-from ..evaluate import EvalResult, evaluate
 from ..factory import create_model
+from ..metrics import EvalResult, evaluate
+from ..plots import PLOT_EXTRA, plotting_available, write_curves
+from ..provenance import environment
 from .checkpoints import CheckpointManager, find_resume_checkpoint
 from .data_setup import TrainData, build_train_data
 from .logger import RunLogger
@@ -109,6 +113,8 @@ class Trainer:
         self.run_dir = Path(cfg.ckpt_save_dir)
         self.logger = RunLogger(self.run_dir, enabled=ctx.is_main, log_interval=cfg.log_interval)
         self.cpu_kernels_label = "not used"
+        self.start_label = "random initialisation"
+        self.provenance = environment()
         seed_everything(cfg.seed)
         self.data: TrainData = build_train_data(cfg, ctx)
         self.num_classes = self.data.num_classes
@@ -144,7 +150,7 @@ class Trainer:
     # --- set-up -------------------------------------------------------------------------
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
-        model = create_model(
+        model, reinitialised = create_model_noting_head(
             cfg.model,
             pretrained=cfg.pretrained,
             checkpoint_path=cfg.ckpt_path or None,
@@ -153,6 +159,13 @@ class Trainer:
             drop_rate=cfg.drop_rate or 0.0,
             drop_path_rate=cfg.drop_path_rate or 0.0,
         )
+        if cfg.ckpt_path or cfg.pretrained:
+            source = cfg.ckpt_path or f"the {model.pretrained_cfg.tag} weights of {model.pretrained_cfg.architecture}"
+            head = f"classifier re-initialised for {self.num_classes} classes" if reinitialised else "classifier kept"
+            self.start_label = f"{source} ({head})"
+        self.frozen_modules = model.first_stage_modules(cfg.freeze_stages)
+        for name in self.frozen_modules:
+            model.get_submodule(name).requires_grad_(False)
         if self.ctx.distributed and cfg.sync_bn:
             if self.ctx.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -243,6 +256,8 @@ class Trainer:
             "device": str(ctx.device),
             "host_memory": host_memory_label(self.retains_host_memory),
             "cpu_kernels": self.cpu_kernels_label,
+            "weights": self.start_label,
+            "frozen": ", ".join(self.frozen_modules) or "nothing",
             "train_samples": self.data.num_train,
             "val_samples": self.data.num_val,
             "epochs": cfg.epoch_size,
@@ -253,11 +268,14 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg = self.cfg
         if self.ctx.is_main:
-            for note in [*ignored_key_notes(cfg), amp_level_note(cfg, self.ctx.device.type), *self.data.notes]:
+            curves_note = None if plotting_available() else f"note: no curves.png without matplotlib ({PLOT_EXTRA})"
+            for note in [*ignored_key_notes(cfg), amp_level_note(cfg, self.ctx.device.type), *self.data.notes,
+                         curves_note]:
                 if note:
                     self.logger.info(note)
             self.logger.info(self.summary())
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            (self.run_dir / "env.json").write_text(json.dumps(self.provenance, indent=1) + "\n")
             for partial in self.checkpoints.remove_partial_writes():
                 self.logger.info(f"removed {partial.name}, left by a checkpoint save that was interrupted")
         final: EvalResult | None = None
@@ -276,6 +294,8 @@ class Trainer:
                     self.state.best_top1 = result.top1
             self.logger.log_metrics(self.state.step, metrics)
             self.logger.info(_format_epoch(metrics))
+            if self.ctx.is_main:
+                write_curves(self.run_dir)
             if self.state.epoch % cfg.ckpt_save_interval == 0 or last_epoch:
                 if self.nonfinite_streak:
                     self._refuse_save(last_epoch)
@@ -290,6 +310,9 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         self.train_model.train()
+        trained = unwrap(self.train_model)
+        for name in self.frozen_modules:  # frozen stages keep their BatchNorm statistics
+            trained.get_submodule(name).eval()
         loader = self.data.train_loader_for_epoch(epoch)
         accumulation = cfg.gradient_accumulation_steps
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
@@ -386,15 +409,32 @@ class Trainer:
                 rng=rng_states(),
                 config=config,
                 class_names=self.data.class_names,
-                pretrained_cfg=recipe_pretrained_cfg(self.cfg.model, config, self.data.class_names, metrics).to_dict(),
+                pretrained_cfg=recipe_pretrained_cfg(self.cfg.model, config, self.data.class_names, metrics,
+                                                     self.provenance).to_dict(),
                 mixer=self.data.mixer.state_dict() if self.data.mixer is not None else None,
                 metrics=metrics,
+                provenance=self.provenance,
             )
             path = self.checkpoints.save(
                 checkpoint, steps_per_epoch=self.data.steps_per_epoch, top1=result.top1 if result is not None else None
             )
         barrier(self.ctx)
         return path
+
+
+def create_model_noting_head(name: str, **kwargs: Any) -> tuple[nn.Module, bool]:
+    """``create_model``, and whether it re-initialised the checkpoint's classifier for other classes
+    (fine-tuning), which the run line then says instead of the warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HeadReinitialisedWarning)
+        model = create_model(name, **kwargs)
+    reinitialised = False
+    for warning in caught:
+        if issubclass(warning.category, HeadReinitialisedWarning):
+            reinitialised = True
+        else:  # every other warning goes on as it came
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model, reinitialised
 
 
 def _format_epoch(metrics: dict[str, Any]) -> str:
