@@ -119,3 +119,16 @@ def test_grad_cam_highlights_the_evidence() -> None:
     pixels = picture.load()
     assert pixels[15, 10][2] > pixels[15, 10][0] and pixels[25, 10][0] > pixels[25, 10][2], "cold blue, hot red"
     assert pixels[5, 10] == (0, 0, 0), "outside the centre crop the image is untouched"
+
+
+@pytest.mark.parametrize(("size", "stride"), [(32, 8), (64, 16), (128, 32), (224, 32)])
+def test_grad_cam_reads_the_deepest_stage_that_still_has_a_map(size: int, stride: int) -> None:
+    """The paper's last stage gives a 32-pixel digit one cell, a one-colour "map"; the deepest stage with at least
+    MIN_CELLS cells a side is read instead."""
+    from res2net import create_model
+
+    torch.manual_seed(0)
+    model = create_model("res2net50", num_classes=3)
+    cam = grad_cam(model, torch.randn(1, 3, size, size))
+    assert cam.shape == (1, size // stride, size // stride)
+    assert cam.max() == 1 and cam.min() < 1, "a map with places, not one colour"

@@ -95,8 +95,7 @@ def _weights_argument(name: str, weights: str | Path | None) -> dict[str, object
 
 def frozen_stage_names(model: ClassifierBackbone, trainable_stages: int) -> list[str]:
     """Names of the submodules in the first ``5 - trainable_stages`` stage groups, in forward order."""
-    groups = model.feature_stages()
-    return [name for names in groups[: len(groups) - trainable_stages] for name in names]
+    return model.first_stage_modules(len(model.feature_stages()) - trainable_stages)
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:

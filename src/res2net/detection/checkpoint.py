@@ -40,6 +40,8 @@ class DenseCheckpoint:
     scaler: dict[str, Any] = dataclasses.field(default_factory=dict)
     rng: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] | None = None
+    #: Where the run came from (res2net.provenance.environment()); readers of older files get None.
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": DENSE_FORMAT, "version": DENSE_VERSION, **dataclasses.asdict(self)}
@@ -48,7 +50,16 @@ class DenseCheckpoint:
 def read_dense_checkpoint(path: Path) -> DenseCheckpoint:
     """Load a dense-task checkpoint, or raise CheckpointError saying what the file is instead."""
     path = Path(path)
-    obj = load_torch_bytes(read_file(path), path)
+    return dense_checkpoint_from(load_torch_bytes(read_file(path), path), path)
+
+
+def is_dense_checkpoint(obj: object) -> bool:
+    """Whether a loaded checkpoint file is one of a detection/segmentation run."""
+    return isinstance(obj, dict) and obj.get("format") == DENSE_FORMAT
+
+
+def dense_checkpoint_from(obj: object, path: Path) -> DenseCheckpoint:
+    """A loaded file's contents as a DenseCheckpoint, or CheckpointError saying what the file is instead."""
     if not isinstance(obj, dict) or obj.get("format") != DENSE_FORMAT:
         kind = obj.get("format", "a plain state_dict") if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path} is not a res2net detection/segmentation checkpoint (found {kind}); "

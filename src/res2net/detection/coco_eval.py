@@ -3,7 +3,7 @@
 Both compute the same COCO metrics (faster-coco-eval is a C++ reimplementation of pycocotools'
 ``COCOeval`` whose results match it; ``tests/test_detection.py`` checks that on the demo set).
 faster-coco-eval is preferred because it is faster on the same predictions (measured by
-``benchmarks/bench_coco_eval.py``; figures in the README). Results use COCO's summary names:
+``benchmarks/bench_coco_eval.py``; figures in docs/performance.md). Results use COCO's summary names:
 ``map`` (IoU .50:.95), ``map_50``, ``map_75``, ``map_small`` / ``map_medium`` / ``map_large``,
 ``mar_100``.
 """

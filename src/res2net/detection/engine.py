@@ -13,6 +13,7 @@ whole validation split; the other ranks wait.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..distributed import DistContext, barrier, init_distributed, shutdown
 from ..errors import CheckpointError, ConfigError
+from ..plots import write_curves
+from ..provenance import environment
 from ..segmentation.models import saliency_loss
 from ..train.checkpoints import CheckpointManager, find_resume_checkpoint
 from ..train.engine import restore_rng_states, rng_states, seed_everything, unwrap
@@ -59,6 +62,7 @@ class DenseTrainer:
         seed_everything(cfg.seed + self.ctx.rank)
         self.run_dir = Path(cfg.ckpt_save_dir)
         self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main, log_interval=cfg.log_interval)
+        self.provenance = environment()
         self.train_set = CocoDenseDataset(Path(cfg.data_dir), cfg.train_split)
         self.val_set = CocoDenseDataset(Path(cfg.data_dir), cfg.val_split)
         classes = self.train_set.num_classes
@@ -184,6 +188,7 @@ class DenseTrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.manager.remove_partial_writes()
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            (self.run_dir / "env.json").write_text(json.dumps(self.provenance, indent=1) + "\n")
         self.logger.info(f"training {cfg.model} ({cfg.backbone}) on {len(self.train_set)} images, "
                          f"{len(self.loader)} steps per epoch, {self.ctx.world_size} process(es) on {self.ctx.device}")
         metrics: dict[str, Any] = {}
@@ -202,6 +207,7 @@ class DenseTrainer:
                                                     top1=None)
                 self.logger.log_metrics(self.step, metrics)
                 self.logger.info(_format(metrics))
+                write_curves(self.run_dir)
         self.logger.close()
         shutdown(self.ctx)
         return DenseResult(self.epoch, metrics, checkpoint_path, self.run_dir)
@@ -211,7 +217,7 @@ class DenseTrainer:
             builder=self.cfg.model, builder_kwargs=self.kwargs, model=unwrap(self.model).state_dict(),
             epoch=self.epoch, step=self.step, config=self.cfg.to_dict(),
             class_names=[c.name for c in self.train_set.categories], optimizer=self.optimizer.state_dict(),
-            scaler=self.scaler.state_dict(), rng=rng_states(), metrics=metrics,
+            scaler=self.scaler.state_dict(), rng=rng_states(), metrics=metrics, provenance=self.provenance,
         )
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..progress import progress
 from ..segmentation.metrics import SaliencyMetrics, SegmentationMetrics
 from .coco_eval import coco_evaluate
 from .config import Task
@@ -58,8 +59,9 @@ def evaluate_dense(
 ) -> dict[str, Any]:
     """The task's metrics over the whole ``dataset`` (model put in eval mode)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_detection)
+    batches = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                         collate_fn=collate_detection)
+    loader = progress(batches, description=f"evaluate {task}", total=len(batches), unit="batch")
     if task in ("detection", "instance"):
         results: list[dict[str, Any]] = []
         for images, targets in loader:

@@ -34,17 +34,25 @@ def predict_images(
     model.eval()
     output.mkdir(parents=True, exist_ok=True)
     for path in collect_images([str(p) for p in paths]):
-        image = _read(path)
-        pixels = image.float().div(255).to(device)
-        if task in ("detection", "instance"):
-            drawing, record = _draw_detections(model([pixels])[0], image, class_names, score_threshold)
-        elif task == "semantic":
-            drawing, record = _draw_semantic(model(pixels[None])["out"][0], image, class_names)
-        else:
-            drawing, record = _draw_saliency(model(pixels[None])["out"][0, 0], image)
+        drawing, record = draw_prediction(model, task, class_names, _read(path), score_threshold=score_threshold,
+                                          device=device)
         target = output / f"{path.stem}.png"
         to_pil_image(drawing).save(target)
         yield {"image": str(path), "drawing": str(target), **record}
+
+
+def draw_prediction(
+    model: nn.Module, task: Task, class_names: Sequence[str], image: torch.Tensor, *, score_threshold: float,
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One ``uint8`` (3, H, W) image -> its drawing (boxes, masks or the saliency map) and a JSON-able record
+    with a one-line ``summary``. The model is in eval mode; the caller chooses grad mode and autocast."""
+    pixels = image.float().div(255).to(device)
+    if task in ("detection", "instance"):
+        return _draw_detections(model([pixels])[0], image, class_names, score_threshold)
+    if task == "semantic":
+        return _draw_semantic(model(pixels[None])["out"][0].float(), image, class_names)
+    return _draw_saliency(model(pixels[None])["out"][0, 0].float(), image)
 
 
 def _draw_detections(
@@ -56,11 +64,13 @@ def _draw_detections(
     drawing = image
     if "masks" in result and keep.any():
         drawing = draw_segmentation_masks(drawing, result["masks"][keep][:, 0].cpu() > MASK_THRESHOLD, alpha=0.45)
-    drawing = draw_bounding_boxes(drawing, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())],
-                                  colors="red", width=1)
+    if len(boxes):
+        drawing = draw_bounding_boxes(drawing, boxes, [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())],
+                                      colors="red", width=1)
     detections = [{"label": n, "score": round(float(s), 4), "box": [round(v, 1) for v in b.tolist()]}
                   for n, s, b in zip(names, scores, boxes)]
-    return drawing, {"summary": f"{len(detections)} objects: {' '.join(names)}", "detections": detections}
+    summary = f"{len(detections)} objects" + (f": {' '.join(names)}" if names else "")
+    return drawing, {"summary": summary, "detections": detections}
 
 
 def _draw_semantic(

@@ -19,8 +19,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fastapi import FastAPI, Request
@@ -37,6 +39,9 @@ from .metrics import ServeMetrics
 from .protocol import IMAGE_INPUT, LOGITS_OUTPUT, PROBABILITIES_OUTPUT, TENSOR_INPUT, InferRequest, decode_request
 from .response import HEADER_LENGTH, encode_response
 from .runner import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REQUEST_PIXELS, ModelRunner, decode_images
+
+if TYPE_CHECKING:
+    from .ui import CamSource
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,9 @@ def create_app(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST,
     max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+    ui: UiOptions | None = None,
 ) -> FastAPI:
-    """An app serving ``model_runner`` as model ``served_name``.
+    """An app serving ``model_runner`` as model ``served_name`` (and, with ``ui``, the demo page at ``/ui``).
 
     The batcher starts with the app's lifespan and, on shutdown, finishes every queued
     request before the process exits.
@@ -152,7 +158,23 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    if ui is not None:
+        from .ui import build_page, classifier, mount
+
+        classify = classifier(model_runner, batcher, ui.cam, max_image_pixels)
+        page = build_page(classify, title=f"{served_name} ({SERVER_NAME} {__version__})", examples=ui.examples,
+                          precision=ui.precision)
+        app = mount(app, page)
     return app
+
+
+@dataclass(frozen=True)
+class UiOptions:
+    """The demo page: Grad-CAM's model (None: no overlay), example images, the precision it says it runs."""
+
+    cam: CamSource | None
+    examples: list[Path]
+    precision: str
 
 
 def _model_chunks(runner: ModelRunner, request: InferRequest, max_batch_size: int, max_image_pixels: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,9 @@ from ..errors import UserError
 if TYPE_CHECKING:
     import torch
 
+    from ..detection.checkpoint import DenseCheckpoint
     from ..inference.session import PreprocessInfo
+    from .app import UiOptions
     from .runner import ModelRunner
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -63,6 +66,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--max-request-megapixels", type=float, default=64.0,
                         help="decoded pixels of one request's images together, in millions, read from their headers "
                         "before decoding; more is a 413 (default 64)")
+    parser.add_argument("--ui", action="store_true",
+                        help="fastapi engine: also serve a demo page at /ui (Gradio: the ui extra): upload an image, "
+                        "see the top-5 classes and the Grad-CAM overlay")
     parser.add_argument("--engine", choices=("fastapi", "triton"), default="fastapi",
                         help="fastapi: this package's KServe v2 server (default); triton: NVIDIA Triton Inference "
                         "Server on an exported repository (HTTP on --port, gRPC, metrics; the 'triton' extra)")
@@ -77,6 +83,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean drain. User mistakes raise :class:`UserError`."""
+    dense = _dense_checkpoint(args.checkpoint) if args.checkpoint is not None and not args.model else None
+    if dense is not None:
+        return run_dense_page(args, dense)
     _check_args(args)
     if args.engine == "triton":
         return run_triton_engine(args)
@@ -95,7 +104,80 @@ def run_serve(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_images_per_request=args.max_images_per_request,
         max_request_pixels=int(args.max_request_megapixels * 1_000_000),
+        ui=_ui_options(args, runner) if args.ui else None,
     )
+    try:
+        started = serve(app, host=args.host, port=args.port)
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
+    return 0 if started else 1
+
+
+def _ui_options(args: argparse.Namespace, runner: ModelRunner) -> UiOptions:
+    """The demo page's settings: Grad-CAM on the runner's eager model, examples from the validation split the
+    checkpoint was trained with (when it is one of our training checkpoints and that folder is here)."""
+    from ..checkpoint.training import read_training_checkpoint
+    from ..errors import CheckpointError
+    from ..inference.session import preprocess_images
+    from .app import UiOptions
+    from .ui import CamSource, validation_examples
+
+    try:
+        import gradio  # noqa: F401 - only checked here, imported where the page is built
+    except ImportError:
+        raise UserError("--ui needs Gradio: pip install 'res2net[ui]'") from None
+    eager = getattr(runner, "eager_model", None)
+    info = getattr(runner, "_preprocess_info", None)
+    cam = None if eager is None or info is None else CamSource(eager, partial(preprocess_images, info=info),
+                                                                info.crop_pct)
+    examples: list[Path] = []
+    if args.checkpoint is not None:
+        try:
+            config = read_training_checkpoint(args.checkpoint).config
+            examples = validation_examples(Path(config["data_dir"]), str(config["val_split"]))
+        except (CheckpointError, KeyError):
+            pass
+    return UiOptions(cam=cam, examples=examples, precision=args.precision if args.onnx is None else "onnx")
+
+
+def _dense_checkpoint(path: Path) -> DenseCheckpoint | None:
+    """``path`` as a checkpoint of ``train-detection``, or None for anything else (whose errors, an unreadable
+    file included, are the classifier path's to report)."""
+    from ..checkpoint.torchfile import load_torch_bytes, read_file
+    from ..detection.checkpoint import dense_checkpoint_from, is_dense_checkpoint
+    from ..errors import CheckpointError
+
+    try:
+        saved = load_torch_bytes(read_file(path), path)
+    except CheckpointError:
+        return None
+    return dense_checkpoint_from(saved, path) if is_dense_checkpoint(saved) else None
+
+
+def run_dense_page(args: argparse.Namespace, checkpoint: DenseCheckpoint) -> int:
+    """A detection or segmentation checkpoint: the demo page (see serve.dense), which --ui must ask for."""
+    if not args.ui:
+        raise UserError(f"{args.checkpoint} is a detection/segmentation checkpoint: the v2 infer API serves "
+                        "classifiers, so such a checkpoint is served as the demo page; add --ui")
+    if args.engine != "fastapi" or args.precision == "int8":
+        raise UserError("a detection/segmentation page runs on --engine fastapi at --precision fp32 or bf16")
+    try:
+        import gradio  # noqa: F401 - only checked here, imported where the page is built
+
+        from .dense import create_dense_app
+        from .server import serve
+    except ImportError as err:
+        raise UserError(f"--ui needs the 'ui' extra (pip install 'res2net[ui]'): {err}") from None
+    from ..detection.checkpoint import model_from_dense_checkpoint
+    from ..detection.config import TASKS
+    from .ui import validation_examples
+
+    model = model_from_dense_checkpoint(checkpoint, args.checkpoint)
+    data_dir, split = checkpoint.config.get("data_dir"), checkpoint.config.get("val_split")
+    examples = validation_examples(Path(data_dir), str(split)) if data_dir and split else []
+    app = create_dense_app(model, TASKS[checkpoint.builder], checkpoint.class_names,
+                           served_name=args.served_name or checkpoint.builder, precision=args.precision,
+                           examples=examples)
     try:
         started = serve(app, host=args.host, port=args.port)
     except OSError as err:
@@ -226,7 +308,7 @@ def _build_runner(args: argparse.Namespace) -> ModelRunner:
     fast = optimize_for_inference(
         model, args.precision, calibration_images=calibration, example_input_size=info.input_size
     )
-    return TorchRunner(fast, info, preprocess_images)
+    return TorchRunner(fast, info, preprocess_images, eager=model)
 
 
 def calibration_images(directory: Path, info: PreprocessInfo) -> torch.Tensor:

@@ -70,9 +70,12 @@ class TorchRunner:
     """
 
     def __init__(
-        self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess, *, platform: str = "pytorch"
+        self, model: nn.Module, preprocess_info: Any, preprocess: Preprocess, *, platform: str = "pytorch",
+        eager: nn.Module | None = None,
     ) -> None:
         self._model = model.eval()
+        #: The eager PyTorch model ``model`` was optimised from, when there is one (the demo page's Grad-CAM).
+        self.eager_model = eager
         self._preprocess_info = preprocess_info
         self._preprocess = preprocess
         input_size = _input_size(preprocess_info.input_size)
