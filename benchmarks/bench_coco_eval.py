@@ -20,6 +20,7 @@ import numpy as np
 
 from res2net.detection.coco_eval import coco_evaluate
 from res2net.detection.data import annotation_file
+from res2net.speed.results import add_record_argument, record_if_asked
 
 
 def jittered_results(gt: dict, rng: np.random.Generator, extra_per_image: int) -> list[dict]:
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--extra-per-image", type=int, default=90)
+    add_record_argument(parser, "coco_eval")
     args = parser.parse_args()
     path = annotation_file(args.data, args.split)
     results = jittered_results(json.loads(path.read_text()), np.random.default_rng(0), args.extra_per_image)
@@ -60,6 +62,9 @@ def main() -> None:
         print(f"{backend:18s} median {statistics.median(values):.3f} s  mAP {scores[backend]:.4f}")
     ratio = statistics.median(times["pycocotools"]) / statistics.median(times["faster_coco_eval"])
     print(f"pycocotools / faster_coco_eval: {ratio:.2f}x")
+    record_if_asked(args, {"detections": len(results), "median_seconds": {b: round(statistics.median(v), 4) for b, v in
+                                                                          times.items()},
+                           "map": scores, "pycocotools_over_faster_coco_eval": round(ratio, 3)})
 
 
 if __name__ == "__main__":

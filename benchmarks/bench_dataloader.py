@@ -48,6 +48,7 @@ from res2net.data.decode import EncodedImage, decode_rgb
 from res2net.data.shards import ShardIndex, ShardStream, write_shards
 from res2net.data.transforms import RandomResizedCropDecode, interleaved
 from res2net.speed import interleaved as interleaved_timings
+from res2net.speed.results import add_record_argument, record_if_asked
 
 # torchvision's decoder, timed here as the alternative ours was chosen over, warns on every call.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
@@ -196,6 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
+    add_record_argument(parser, "dataloader")
     args = parser.parse_args()
 
     import timm
@@ -250,6 +252,11 @@ def main() -> None:
           if regions else "crop boxes: no libturbojpeg 3 (the fastjpeg extra), whole images are decoded")
     print("resize input, us per crop to 224:", ", ".join(f"{name} {us:.0f}" for name, us in resize.items()))
     print("our train transform, ms per image by step:", ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items()))
+    record_if_asked(args, {"img_per_s_median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+                           "ours_over_timm": round(ratio, 3), "ours_over_timm_per_round": round(
+                               statistics.median(per_round), 3), "shards_over_folders": round(shard_ratio, 3),
+                           "decoder_ms": decoders, "dct_scale_ms": scales, "crop_ms": regions,
+                           "resize_us": resize, "transform_step_ms": stages})
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import argparse
 
 import torch
 
-from res2net.evaluate import autocast_context
+from res2net.metrics import autocast_context
 from res2net.models import build_model
 from res2net.speed import format_table, interleaved, randomise_batchnorm, train_step_contenders
+from res2net.speed.results import add_record_argument, record_if_asked
 
 
 def inference_contenders(model_name: str, batch: int, size: int) -> dict[str, object]:
@@ -41,19 +42,24 @@ def main() -> int:
     parser.add_argument("--model", default="res2net50_26w_4s")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
+    add_record_argument(parser, "gpu")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script is for a GPU machine")
     torch.backends.cudnn.benchmark = True
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, batch {args.batch_size}, 224px")
+    figures: dict[str, dict[str, float]] = {"gpu": {torch.cuda.get_device_name(): 1.0}}
     for label, dtype in (("AMP bf16", "bfloat16"), ("AMP fp16", "float16")):
         contenders = train_step_contenders(args.model, args.model, args.batch_size, 224, dtype, device="cuda")
         timings = interleaved(contenders, rounds=args.rounds, items=args.batch_size, warmup=3)
         print(format_table(f"train step, {label}, channels_last:", timings))
+        figures[f"train {label}"] = {t.name: round(t.per_second, 1) for t in timings}
     timings = interleaved(inference_contenders(args.model, args.batch_size * 2, 224), rounds=args.rounds,
                           items=args.batch_size * 2, warmup=3)
     print(format_table("inference, bf16 autocast, channels_last:", timings))
+    figures["inference bf16"] = {t.name: round(t.per_second, 1) for t in timings}
     print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    record_if_asked(args, figures, {"batch_size": args.batch_size, "rounds": args.rounds})
     return 0
 
 

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from res2net.speed.results import add_record_argument, record_if_asked
+
 # One setting, in a child process; prints one JSON line.
 CHILD = """
 import json, resource, sys, time
@@ -53,9 +55,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5)
+    add_record_argument(parser, "host_memory")
     args = parser.parse_args()
     here = Path(__file__).resolve().parent
     print(f"res2net50 training step, {args.precision}, batch {args.batch_size}, {args.image_size} px")
+    figures = {}
     for setting in ("default", "trim only", "retained"):
         argv = [setting, args.precision, str(args.batch_size), str(args.image_size), str(args.steps)]
         done = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, cwd=here,
@@ -63,6 +67,9 @@ def main() -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {setting:10s} {result['ms_per_step']:8.1f} ms/step {result['faults_per_step']:10.0f} faults/step"
               f"  peak RSS {result['peak_rss_mib']:.0f} MiB")
+        figures[setting] = {k: round(v, 1) for k, v in result.items()}
+    record_if_asked(args, figures, {"precision": args.precision, "batch_size": args.batch_size,
+                                    "image_size": args.image_size, "steps": args.steps})
 
 
 if __name__ == "__main__":

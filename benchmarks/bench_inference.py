@@ -36,6 +36,7 @@ from res2net.inference.calibration import sample_files
 from res2net.speed import interleaved, peak_rss_mib
 from res2net.speed.cli import inference_summary
 from res2net.speed.contenders import OPENVINO, OURS, inference_contenders
+from res2net.speed.results import add_record_argument, record_if_asked
 
 MODEL = "res2net50_26w_4s"
 IMAGE_SIZE = 224
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--digits-checkpoint", type=Path, help="measure int8 agreement on digits instead")
     parser.add_argument("--digits-dir", type=Path, default=Path("data/digits"))
+    add_record_argument(parser, "inference")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.digits_checkpoint is not None:
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{h['openvino_rounds_img_per_s'][1]}): {h['ratio']:.3f}x")
         summary["head_to_head"] = head_to_head
     results["peak_rss_mib"] = round(peak_rss_mib())
+    record_if_asked(args, results)
     if args.json:
         print(json.dumps(results))
     else:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from res2net.data import write_digits_dataset
+from res2net.speed.results import add_record_argument, record_if_asked
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs/res2net/res2net_50_gpu.yaml"
@@ -70,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timm-train", type=Path, required=True, help="timm's train.py (pytorch-image-models)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_record_argument(parser, "learning")
     args = parser.parse_args()
     results: dict[str, list[tuple[list[float], float]]] = {"ours": [], "timm": []}
     with tempfile.TemporaryDirectory(prefix="res2net-learning-") as tmp:
@@ -91,6 +93,7 @@ def main() -> None:
         print(f"{name}: final val top-1 mean {statistics.mean(finals):.2f} +- {spread:.2f} over seeds {args.seeds}")
     summary["ours_minus_timm"] = round(summary["ours"]["mean"] - summary["timm"]["mean"], 2)
     print(json.dumps(summary))
+    record_if_asked(args, summary, {"seeds": args.seeds})
 
 
 if __name__ == "__main__":

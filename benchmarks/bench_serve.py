@@ -36,6 +36,8 @@ import httpx
 import numpy as np
 import torch
 
+from res2net.speed.results import add_record_argument, record_if_asked
+
 SERVED = "bench"
 
 
@@ -193,6 +195,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="--engine both: alternating rounds per engine")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calibration-dir", type=Path, help=argparse.SUPPRESS)
+    add_record_argument(parser, "serve")
     args = parser.parse_args()
     if args.serve:
         return _serve(args)
@@ -233,7 +236,7 @@ def _benchmark(args: argparse.Namespace) -> int:
           f"(mean batch with {args.concurrency} clients: {mean_batch:.2f})")
     print(f"model alone: {alone_single:.2f} img/s at batch 1, {alone_batched:.2f} at batch {args.concurrency} "
           f"(the most batching can gain: {ceiling:.2f}x)")
-    print(json.dumps({
+    figures = {
         "model": args.model, "precision": args.precision, "size": size, "requests": args.requests,
         "sequential": {"images_per_s": sequential.images_per_s, "p50_ms": sequential.percentile(50),
                        "p99_ms": sequential.percentile(99)},
@@ -242,7 +245,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         "speedup": speedup, "mean_batch_concurrent": mean_batch,
         "model_alone": {"batch_1_images_per_s": alone_single, f"batch_{args.concurrency}_images_per_s": alone_batched,
                         "ceiling": ceiling},
-    }))
+    }
+    print(json.dumps(figures))
+    record_if_asked(args, figures)
     return 0
 
 
@@ -287,8 +292,10 @@ def _compare_engines(args: argparse.Namespace) -> int:
         best = max(results, key=lambda r: r["images_per_s"])
         summary[engine] = best
         print(f"{engine:>8} {best['images_per_s']:>9.2f} {best['p50_ms']:>8.1f} {best['p99_ms']:>8.1f}")
-    print(json.dumps({"model": args.model, "size": size, "clients": args.concurrency, "requests": args.requests,
-                      "rounds": rounds}))
+    figures = {"model": args.model, "size": size, "clients": args.concurrency, "requests": args.requests,
+               "rounds": rounds, "best": summary}
+    print(json.dumps(figures))
+    record_if_asked(args, figures)
     return 0
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from res2net.speed.results import append_row, git_commit, make_row
+from res2net.provenance import git_commit
+from res2net.speed.results import append_row, make_row
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve_memory.jsonl"
 

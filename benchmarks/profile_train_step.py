@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from res2net.evaluate import autocast_context
+from res2net.metrics import autocast_context
 from res2net.models import build_model
 from res2net.speed import interleaved
+from res2net.speed.results import add_record_argument, record_if_asked
 
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # onednn_verbose,v1,primitive,exec,cpu,<kind>,<implementation>,<direction>,...,<milliseconds>
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--compile-modes", action="store_true")
+    add_record_argument(parser, "profile_train_step")
     args = parser.parse_args()
 
     dtype = DTYPES[args.precision]
@@ -97,8 +99,12 @@ def main() -> None:
     print(f"one eager {args.precision} step, batch {args.batch_size}, {args.image_size} px:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     print("oneDNN primitives in one step (ms, calls, kind / implementation / direction):")
-    for ms, calls, key in onednn_summary(step)[:12]:
+    primitives = onednn_summary(step)[:12]
+    for ms, calls, key in primitives:
         print(f"  {ms:8.1f} ms {calls:4d}  {' / '.join(key)}")
+    top = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    figures = {"self_ms": {e.key: round(e.self_cpu_time_total / 1000, 2) for e in top},
+               "onednn_ms": {" / ".join(key): round(ms, 2) for ms, _, key in primitives}}
 
     if args.compile_modes:
         steps = {"eager": step}
@@ -110,6 +116,9 @@ def main() -> None:
             print(f"compile {mode}: first step {time.perf_counter() - started:.1f} s")
         for timing in interleaved(steps, rounds=args.rounds, items=args.batch_size):
             print(f"  {timing.name:40s} {timing.per_second:7.2f} img/s")
+            figures.setdefault("img_per_s", {})[timing.name] = round(timing.per_second, 2)
+    record_if_asked(args, figures, {"precision": args.precision, "batch_size": args.batch_size,
+                                    "image_size": args.image_size})
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def test_both_spellings_reach_the_same_value() -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_has_a_handler_or_a_router(command: str) -> None:
-    """What main() calls for each command: a handler, or the recipe routes (train, validate, train-detection,
-    and schedule's recipe flags)."""
+    """What main() calls for each command: a handler, a recipe handler (schedule, finetune: their unknown flags are
+    recipe keys), or the recipe routes (train, validate, train-detection)."""
     from res2net.cli import RECIPE_COMMANDS
 
     defaults = subcommands()[command]._defaults
-    assert command in RECIPE_COMMANDS or callable(defaults.get("handler")) or defaults.get("takes_recipe_flags")
+    assert command in RECIPE_COMMANDS or callable(defaults.get("handler")) or callable(defaults.get("recipe_handler"))

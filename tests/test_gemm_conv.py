@@ -69,11 +69,19 @@ def test_training_path_matches_conv2d(channels_last: bool, stride: int, bias: bo
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_bf16_autocast_gives_the_convolutions_dtype() -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["native bf16", "emulated bf16"])
+def test_bf16_takes_the_gemm_only_where_the_cpu_multiplies_bf16(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without AVX512-BF16/AMX torch emulates bf16 matrix products far below oneDNN's bf16 convolutions
+    (bench_cpu_training.py: the training step slower), so the convolution runs; either way the dtype is autocast's."""
+    monkeypatch.setattr(gemm_conv, "native_bf16_matmul", lambda: native)
     ours, reference = _pair(1, False)
     x = torch.randn(2, 24, 4, 4).contiguous(memory_format=torch.channels_last)
+    recorder = _CallRecorder()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, expected = ours(x), reference(x)
+        with recorder:
+            out = ours(x)
+        expected = reference(x)
+    assert (F.linear in recorder.called) == native and (F.conv2d in recorder.called) != native
     assert out.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected.float(), rtol=2e-2, atol=2e-2)
 

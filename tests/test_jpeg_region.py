@@ -110,3 +110,27 @@ def test_library_search_order_and_rejections(monkeypatch: pytest.MonkeyPatch, tm
         monkeypatch.undo()
         jpeg_region._library.cache_clear()
     assert jpeg_region.available()
+
+
+def test_each_threads_decompressor_is_destroyed_when_the_thread_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import threading
+
+    lib = jpeg_region._library()
+    assert lib is not None
+    destroyed: list[int] = []
+    original = lib.tj3Destroy
+    monkeypatch.setattr(lib, "tj3Destroy", lambda handle: (destroyed.append(handle), original(handle))[1])
+    data = jpeg(64, 48)
+    handles: list[int | None] = []
+
+    def decode() -> None:
+        assert jpeg_region.decode_region(data, (0, 0, 16, 16)) is not None
+        handles.append(jpeg_region._local.decompressor.handle)  # type: ignore[union-attr]
+
+    for _ in range(3):
+        worker = threading.Thread(target=decode)
+        worker.start()
+        worker.join()
+    gc.collect()
+    assert len(destroyed) == 3 and destroyed == handles

@@ -18,7 +18,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "res2net"
 # Floors, lowest first: a module may import its own floor and those below, never above.
 FLOORS = [
-    {"version", "errors", "home", "lazy", "models", "config", "data", "distributed", "evaluate"},
+    {"version", "errors", "home", "lazy", "provenance", "plots", "progress", "models", "config", "data",
+     "distributed", "metrics"},
     {"checkpoint", "cpu_training"},
     {"factory", "convert"},
     {"train", "inference", "validation"},

@@ -18,11 +18,11 @@ from res2net.config import Config, load_config
 from res2net.cpu_training import compiler_available
 from res2net.data import EncodedImage, ImageFolderDataset, build_eval_transform
 from res2net.errors import DataError
-from res2net.evaluate import EvalResult
 from res2net.inference import optimize as optimize_module
 from res2net.inference.calibration import sample_files
 from res2net.inference.openvino_backend import OpenVinoModule
 from res2net.inference.optimize import BackendFallbackWarning
+from res2net.metrics import EvalResult
 from res2net.models import build_model
 from res2net.validation import validate
 

@@ -1,7 +1,7 @@
 """Classification evaluation with exact counts, on one process or many.
 
 Each rank evaluates a disjoint shard of the validation set (no padded duplicates),
-and raw sums — correct top-1/top-5, loss, samples, per-class hits — are added over
+and raw sums — correct top-1/top-5, loss, samples, the confusion matrix — are added over
 ranks before dividing, so the figures are exactly those of a single-process run.
 """
 
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import DistContext, all_reduce_sum
+from .progress import progress
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,16 @@ class EvalResult:
     loss: float
     num_samples: int
     seconds: float
-    per_class_correct: list[int]
-    per_class_total: list[int]
+    #: confusion[t][p]: images of class t predicted (top-1) as class p.
+    confusion: list[list[int]]
+
+    @property
+    def per_class_correct(self) -> list[int]:
+        return [row[i] for i, row in enumerate(self.confusion)]
+
+    @property
+    def per_class_total(self) -> list[int]:
+        return [sum(row) for row in self.confusion]
 
     @property
     def images_per_second(self) -> float:
@@ -61,16 +70,20 @@ def evaluate(
     ctx: DistContext,
     amp_dtype: str | None = None,
     channels_last: bool = False,
+    description: str | None = None,
+    total: int | None = None,
 ) -> EvalResult:
-    """Top-1/top-5 accuracy and cross-entropy of ``model`` over ``batches``."""
+    """Top-1/top-5 accuracy and cross-entropy of ``model`` over ``batches`` (with a progress bar
+    named ``description``, on a terminal, on the main process)."""
     model.eval()
     device = ctx.device
     k = min(5, num_classes)
     # sums: correct@1, correct@k, loss, samples — kept on the device, read once at the end.
     sums = torch.zeros(4, dtype=torch.float64, device=device)
-    class_correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
-    class_total = torch.zeros(num_classes, dtype=torch.int64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     started = time.perf_counter()
+    if description is not None:
+        batches = progress(batches, description=description, total=total, main=ctx.is_main, unit="batch")
     for images, targets in batches:
         images = images.to(device, non_blocking=True)
         if channels_last:
@@ -85,11 +98,9 @@ def evaluate(
         loss_sum = F.cross_entropy(logits, targets, reduction="sum")
         count = torch.tensor(len(targets), device=device)
         sums += torch.stack([hit1.sum(), hitk.sum(), loss_sum, count]).to(torch.float64)
-        class_total += torch.bincount(targets, minlength=num_classes)
-        class_correct += torch.bincount(targets[hit1], minlength=num_classes)
+        confusion += torch.bincount(targets * num_classes + topk[:, 0], minlength=num_classes * num_classes)
     sums = all_reduce_sum(sums, ctx)
-    class_correct = all_reduce_sum(class_correct, ctx)
-    class_total = all_reduce_sum(class_total, ctx)
+    confusion = all_reduce_sum(confusion, ctx)
     correct1, correctk, loss_sum, count = sums.tolist()
     count_int = int(count)
     denominator = max(1.0, count)
@@ -99,6 +110,5 @@ def evaluate(
         loss=loss_sum / denominator,
         num_samples=count_int,
         seconds=time.perf_counter() - started,
-        per_class_correct=class_correct.tolist(),
-        per_class_total=class_total.tolist(),
+        confusion=confusion.view(num_classes, num_classes).tolist(),
     )

@@ -16,8 +16,7 @@ from torch import nn
 
 from .config import Config, amp_level_note, amp_plan, ignored_key_notes
 from .distributed import DistContext, init_distributed, shutdown
-from .errors import DataError
-from .evaluate import EvalResult, evaluate
+from .errors import DataError, UserError
 from .factory import create_model
 from .inference.calibration import (
     CalibrationSet,
@@ -28,6 +27,8 @@ from .inference.calibration import (
     sample_files,
 )
 from .inference.optimize import optimize_for_inference
+from .metrics import EvalResult, evaluate
+from .plots import PLOT_EXTRA, plot_confusion, plotting_available
 from .train.data_setup import data_source, eval_data, without_empty_batches
 
 
@@ -63,6 +64,9 @@ def prepare_model(cfg: Config, num_classes: int, ctx: DistContext, transform: Tr
         in_chans=cfg.in_channels,
         use_ema=cfg.use_ema,
     ).eval()
+    if ctx.is_main and cfg.ckpt_path:
+        origin = model.pretrained_cfg.provenance or f"source: {model.pretrained_cfg.source} (no record of its run)"
+        print(f"checkpoint {cfg.ckpt_path}: {origin}")
     if cfg.precision == "eager":
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return model.to(ctx.device, memory_format=memory_format)
@@ -102,6 +106,8 @@ def validate(cfg: Config) -> EvalResult:
             for note in [*ignored_key_notes(cfg), eager_note]:
                 if note:
                     print(note)
+        if cfg.confusion_matrix and not plotting_available():
+            raise UserError(f"confusion_matrix draws with matplotlib: {PLOT_EXTRA}")
         model = prepare_model(cfg, num_classes, ctx, dataset.transform)
         amp = amp_plan(cfg, ctx.device.type, validation=True)
         result = evaluate(
@@ -111,10 +117,14 @@ def validate(cfg: Config) -> EvalResult:
             ctx=ctx,
             amp_dtype=amp.dtype if cfg.precision == "eager" else None,
             channels_last=cfg.channels_last and cfg.precision == "eager",
+            description=f"validate {cfg.model}",
+            total=len(loader),
         )
         if ctx.is_main:
             if cfg.per_class_csv:
                 write_per_class_csv(Path(cfg.per_class_csv), dataset.classes, result)
+            if cfg.confusion_matrix:
+                plot_confusion(result.confusion, dataset.classes, Path(cfg.confusion_matrix), title=cfg.model)
             print(
                 f"{cfg.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}%, loss {result.loss:.4f}, "
                 f"{result.num_samples} images, {result.images_per_second:.1f} img/s"

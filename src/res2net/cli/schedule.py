@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .handlers import lazy_recipe_handler
+
 
 def add_schedule_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -17,5 +19,5 @@ def add_schedule_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--world-size", type=int, default=1, help="processes sharing each step (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON list: the lr of every step")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the schedule into a PNG file")
-    parser.set_defaults(takes_recipe_flags=True)
+    parser.set_defaults(recipe_handler=lazy_recipe_handler("res2net.train.schedule_cli:run_schedule"))
     return parser

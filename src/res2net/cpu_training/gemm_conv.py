@@ -4,7 +4,9 @@ A 1x1 convolution is a matrix product over channels, but on CPU oneDNN's convolu
 for it runs well below the speed of the same product as a GEMM when the map has few
 positions. That is where Res2Net keeps most of its weights: the last two stages, at 14x14 and
 7x7 for ImageNet crops and at 2x2 and 1x1 for small images such as the README's digits.
-``benchmarks/bench_cpu_training.py`` measures the training step with and without this path.
+``benchmarks/bench_cpu_training.py`` measures the training step with and without this path. In bf16 the GEMM
+pays only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX): elsewhere torch emulates bf16 matrix
+products far below oneDNN's bf16 convolutions, and the path steps aside.
 
 :class:`GemmConv1x1` only ever exists in a training copy made by
 :func:`res2net.cpu_training.accelerate_cpu_training`, sharing the ``nn.Conv2d``'s weight.
@@ -12,9 +14,13 @@ positions. That is where Res2Net keeps most of its weights: the last two stages,
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..provenance import host
 
 #: Largest input map (positions) trained as a GEMM: the 14x14 stage of ImageNet crops, not 28x28,
 #: where the two are even and a strided GEMM's pixel copy already costs more than it saves.
@@ -30,7 +36,8 @@ class GemmConv1x1(nn.Conv2d):
         # The input's size, not the output's: a strided GEMM first copies every stride-th pixel,
         # which costs more than it saves on larger inputs.
         return (self.training and torch.is_grad_enabled() and x.device.type == "cpu"
-                and x.shape[-2] * x.shape[-1] <= GEMM_MAX_POSITIONS)
+                and x.shape[-2] * x.shape[-1] <= GEMM_MAX_POSITIONS
+                and not (_computes_in_bf16(x) and not native_bf16_matmul()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._uses_gemm(x):
@@ -46,6 +53,17 @@ class GemmConv1x1(nn.Conv2d):
         if self.bias is not None:
             out = out + self.bias[:, None]
         return out.view(batch, -1, height, width)
+
+
+def _computes_in_bf16(x: torch.Tensor) -> bool:
+    return x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                         and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+@functools.cache
+def native_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(host()["cpu_flags"]))
 
 
 def can_use_gemm(module: nn.Module) -> bool:

@@ -2,7 +2,7 @@
 
 The kernels are C++ compiled for the machine they run on (``-march=native``), like
 torch.compile's CPU kernels, by ``torch.utils.cpp_extension`` with the system's C++ compiler
-and ninja (the ``train`` extra). A build is about 20 s on 2 cores, so it happens only where
+and ninja (the ``train`` extra). A build takes tens of seconds, so it happens only where
 someone asked for it (:func:`load_kernels` with ``build=True``: the recipe's
 ``cpu_kernels: fused``, ``res2net build-kernels``), never on a forward pass. Builds live in
 ``$RES2NET_HOME/kernels/<key>``, where the key hashes the source, the flags, torch's version

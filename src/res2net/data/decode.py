@@ -8,9 +8,9 @@ is installed a random-resized crop decodes only its box (:func:`decode_crop`,
 :mod:`res2net.data.jpeg_region`).
 
 JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API into a NumPy array), chosen by
-measurement (``benchmarks/bench_dataloader.py``): on 500x375 photos it decodes in 0.53 ms against
-torchvision's 0.65 ms and Pillow's 0.71 ms, with pixels identical to Pillow's at every scale (full
-and draft 1/2-1/8, 4:4:4 and 4:2:0), so the pipeline sees what timm's Pillow-based one sees.
+measurement (``benchmarks/bench_dataloader.py`` times it against torchvision's and Pillow's decoders):
+faster than both, with pixels identical to Pillow's at every scale (full and draft 1/2-1/8, 4:4:4
+and 4:2:0), so the pipeline sees what timm's Pillow-based one sees.
 Its interleaved (H, W, 3) output viewed as (3, H, W) is the layout torch's uint8 resize kernels
 read fastest. Four-channel (CMYK,
 YCCK) JPEGs and every other format go through Pillow, whose colour conversion the references use.

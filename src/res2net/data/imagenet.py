@@ -18,6 +18,7 @@ from pathlib import Path
 
 from res2net.data.folder import IMG_EXTENSIONS
 from res2net.errors import DataError
+from res2net.progress import progress
 
 _NUM_IMAGENET_CLASSES = 1000
 
@@ -74,7 +75,8 @@ def prepare_imagenet_val(
             f"{flat_val_dir} has {len(images)} images but {ground_truth_file} has {len(labels)} labels"
         )
     linked = copied = present = 0
-    for image, label in zip(images, labels, strict=True):
+    for image, label in progress(zip(images, labels, strict=True), description="arrange val", total=len(images),
+                                 unit="img"):
         folder = out_dir / names[label - 1]
         folder.mkdir(parents=True, exist_ok=True)
         source, target = flat_val_dir / image, folder / image

@@ -3,9 +3,9 @@
 A random-resized crop keeps on average ~40% of a photo (scale 0.08-1), yet a plain decode runs
 the inverse DCT, chroma upsampling and colour conversion over every pixel. TurboJPEG 3's
 ``tj3SetCroppingRegion`` skips the rows above and below the region (libjpeg's
-``jpeg_skip_scanlines``) and the columns outside it (``jpeg_crop_scanline``): 35% less decode
-time for the recipe's crops of 500x375 photos (1.14 against 1.76 ms,
-``benchmarks/bench_dataloader.py``). No maintained Python binding exposes it (simplejpeg,
+``jpeg_skip_scanlines``) and the columns outside it (``jpeg_crop_scanline``): less decode time
+for the recipe's crops (``benchmarks/bench_dataloader.py`` times both on 500x375 photos). No
+maintained Python binding exposes it (simplejpeg,
 PyTurboJPEG, imagecodecs, torchvision and Pillow decode whole images or crop losslessly into a
 new JPEG), so this module calls the documented C API through ctypes, as PyTurboJPEG does for the
 rest of it.
@@ -93,16 +93,30 @@ def available() -> bool:
     return _library() is not None
 
 
+class _Decompressor:
+    """A TurboJPEG decompressor handle, destroyed (``tj3Destroy``) with this object."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._lib = lib
+        self.handle: int | None = lib.tj3Init(_TJINIT_DECOMPRESS)
+
+    def __del__(self) -> None:
+        if self.handle:
+            self._lib.tj3Destroy(self.handle)
+            self.handle = None
+
+
 class _Handle(threading.local):
     """One decompressor per thread (a TurboJPEG handle carries per-image state), made on first
-    use in that thread and kept for its lifetime: a few KiB, and data loading reuses its threads."""
+    use in that thread and kept for its lifetime (data loading reuses its threads); it is
+    destroyed when the thread ends and its thread-local state goes."""
 
-    handle: int | None = None
+    decompressor: _Decompressor | None = None
 
     def get(self, lib: ctypes.CDLL) -> int | None:
-        if self.handle is None:
-            self.handle = lib.tj3Init(_TJINIT_DECOMPRESS)
-        return self.handle
+        if self.decompressor is None:
+            self.decompressor = _Decompressor(lib)
+        return self.decompressor.handle
 
 
 _local = _Handle()

@@ -41,6 +41,7 @@ from res2net.data.decode import EncodedImage, ImageDecodeError
 from res2net.data.folder import CorruptImageWarning, ImageFolderDataset, SkipCounter, collate_skipping
 from res2net.data.sampler import derive_seed
 from res2net.errors import DataError
+from res2net.progress import progress
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "res2net-shards"
@@ -131,7 +132,7 @@ def write_shards(
             random.Random(seed).shuffle(order)
         shards: list[dict[str, Any]] = []
         with wds.ShardWriter(str(out / f"{split}-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
-            for position, index in enumerate(order):
+            for position, index in enumerate(progress(order, description=f"shards of {split}", unit="img")):
                 path, label = folder.samples[index]
                 if position % shard_size == 0:
                     shards.append({"name": f"{split}-{len(shards):06d}.tar", "samples": 0})

@@ -19,6 +19,7 @@ from ..data.decode import EncodedImage, ImageDecodeError
 from ..data.folder import IMG_EXTENSIONS
 from ..data.sampler import sample_positions
 from ..errors import UserError
+from ..progress import progress
 
 DEFAULT_CALIBRATION_IMAGES = 32
 
@@ -62,7 +63,7 @@ def load_calibration(images: Sequence[Path | EncodedImage], transform: Transform
     without saying so would change the quantised model silently.
     """
     tensors = []
-    for item in images:
+    for item in progress(images, description="int8 calibration images", unit="img"):
         try:
             encoded = item if isinstance(item, EncodedImage) else EncodedImage.read(item)
             tensors.append(transform(encoded))

@@ -17,19 +17,10 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-class _ConvLeafTracer(fx.Tracer):
-    """fx's tracer, keeping every ``nn.Conv2d`` and ``nn.BatchNorm2d`` subclass (the models'
-    ``PointwiseConv2d`` and ``NarrowBatchNorm2d`` among them) one call, as it keeps the torch
-    classes themselves."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, module_qualified_name)
-
-
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(conv, bn) module names where the BatchNorm's only input is the convolution's
     output and nothing else reads that output (otherwise folding would change it)."""
-    graph = _ConvLeafTracer().trace(model)
+    graph = fx.Tracer().trace(model)  # torch.nn's modules are leaves: one call per convolution and norm
     modules = dict(model.named_modules())
     pairs: list[tuple[str, str]] = []
     for node in graph.nodes:

@@ -1,11 +1,9 @@
 """ONNX serialisation and onnxruntime execution behind an ``nn.Module`` interface.
 
-onnxruntime is the fp32 and int8 backend of :func:`optimize_for_inference` because it
-measured fastest on the 2-core AVX-512 development machine (figures in
-:mod:`.optimize`): its NCHWc convolution kernels beat oneDNN through
-eager PyTorch, TorchScript freezing and ``torch.compile`` in fp32, and its static int8
-kernels beat PyTorch's FX int8 path. Wrapping the session in a module lets callers
-(predict, validate, the server) treat every precision alike.
+Every backend of :func:`optimize_for_inference` starts from the ONNX export made here. onnxruntime runs it
+where OpenVINO (the preferred backend, see :mod:`.optimize`) is not installed: fp32 through its CPU kernels and
+int8 through its static quantisation, the next fastest in ``benchmarks/bench_inference.py``. Wrapping the session
+in a module lets callers (predict, validate, the server) treat every backend and precision alike.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """OpenVINO execution of an exported graph, behind an ``nn.Module`` interface.
 
-OpenVINO is the well-kept runtime for Intel (and AMD) CPUs, and it measured fastest here at
-every precision (figures in :mod:`.optimize`). Three things add to what OpenVINO does by
-itself, each measured on Res2Net-50:
+OpenVINO is the well-kept runtime for Intel (and AMD) CPUs, and it measured fastest at every
+precision (``benchmarks/bench_inference.py``; see :mod:`.optimize`). Three things add to what
+OpenVINO does by itself, each kept because that benchmark shows it pays on Res2Net-50:
 
 * static shapes for the first two batch sizes a module sees (typically 1 and the working
   batch), one batch-dynamic model for any other: a static shape lets the CPU plugin pick its
-  kernels ahead of time (+3-9% at batch 1, ~5% for bf16 at small batches), but every compiled
-  model holds its own copy of the weights (110-150 MB each for Res2Net-50), so serving's
-  batch sizes 1..16 cannot each get one;
-* one stream on exactly the threads torch is told to use (+2-6% over the LATENCY hint's own
+  kernels ahead of time, but every compiled model holds its own copy of the weights (over
+  100 MB for Res2Net-50), so serving's batch sizes 1..16 cannot each get one;
+* one stream on exactly the threads torch is told to use (rather than the LATENCY hint's own
   choice), so ``torch.set_num_threads`` governs every backend;
 * persistent caches under ``$RES2NET_HOME/openvino``: OpenVINO's compiled-blob cache
   (``CACHE_DIR``) and the int8 model NNCF made, keyed by the graph and the calibration images,

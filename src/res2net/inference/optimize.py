@@ -1,25 +1,15 @@
 """``optimize_for_inference``: the fastest way this package knows to run a model on a CPU.
 
-Every precision starts from the BatchNorm-folded model (:mod:`.fold`) exported to ONNX. The
-backend per precision was chosen by measurement: 2-core AMD EPYC with AVX-512 (bf16, VNNI),
-Res2Net-50 224x224, one process, contenders interleaved, medians (``python
-benchmarks/bench_inference.py``):
-
-* fp32 -> OpenVINO (static shape, one stream): at batch 16 37-39 img/s against onnxruntime's
-  33 and eager oneDNN channels_last's ~25; at batch 1 43 img/s;
-* bf16 -> OpenVINO with the bf16 precision hint: 70-75 img/s at batch 16 and ~79 at batch 1,
-  against 55 and 12-33 for ``torch.compile`` (inductor, frozen bf16 weights), which also waited
-  ~30 s to compile; onnxruntime has no bf16 CPU convolutions;
-* int8 -> OpenVINO running NNCF's post-training quantisation (calibrated on the caller's
-  images): ~138 img/s at batch 16 and ~127 at batch 1, against onnxruntime static
-  quantisation's ~111 at batch 16.
-
-OpenVINO compiles a shape in ~0.3 s and NNCF quantises in ~6 s, both cached on disk (see
-:mod:`.openvino_backend`). Without OpenVINO (the ``openvino`` extra) each precision falls back,
-with one note, to the previous best: onnxruntime for fp32 and int8, ``torch.compile`` bf16 (eager
-bf16 without a C++ compiler). On a CPU without bf16 instructions, bf16 says so once and runs
-in float32. Whatever the backend, the result takes float32 NCHW images of any batch size (and
-any spatial size the network accepts) and returns float32 logits.
+Every precision starts from the BatchNorm-folded model (:mod:`.fold`) exported to ONNX. The backend per
+precision is the one ``benchmarks/bench_inference.py`` measured fastest (contenders interleaved in one process;
+figures in docs/performance.md): OpenVINO for fp32 (static shape, one stream), for bf16 (its bf16 precision hint;
+onnxruntime has no bf16 CPU convolutions and ``torch.compile`` was slower and compiles for tens of seconds) and
+for int8 (NNCF's post-training quantisation on the caller's calibration images). OpenVINO's compiled shapes and
+NNCF's int8 model are cached on disk (see :mod:`.openvino_backend`). Without OpenVINO (the ``openvino`` extra)
+each precision falls back, with one note, to the next best: onnxruntime (:mod:`.onnx_runtime`) for fp32 and int8,
+``torch.compile`` bf16 (eager bf16 without a C++ compiler). On a CPU without bf16 instructions, bf16 says so once
+and runs in float32. Whatever the backend, the result takes float32 NCHW images of any batch size (and any
+spatial size the network accepts) and returns float32 logits.
 """
 
 from __future__ import annotations

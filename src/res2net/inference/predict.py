@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data.folder import IMG_EXTENSIONS
 from ..errors import UserError
+from ..progress import progress
 from .cam import grad_cam, overlay
 from .optimize import optimize_for_inference
 from .session import PreprocessInfo, load_model, preprocess_images
@@ -92,7 +93,7 @@ def run_predict(args: argparse.Namespace) -> int:
     paths = collect_images(args.images)
     images: list[tuple[Path, Image.Image]] = []
     failed: list[dict[str, str]] = []
-    for path in paths:
+    for path in progress(paths, description="read images", unit="img"):
         try:
             images.append((path, open_image(path)))
         except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:

@@ -34,10 +34,6 @@ class SegmentationMetrics:
             self.num_classes, self.num_classes
         )
 
-    def merge(self, other_confusion: torch.Tensor) -> None:
-        """Replace the matrix by a sum over processes (already reduced by the caller)."""
-        self.confusion = other_confusion.to(torch.int64)
-
     def results(self) -> dict[str, Any]:
         """``miou`` over classes present in targets or predictions, ``pixel_accuracy``, per-class IoU."""
         confusion = self.confusion.double()

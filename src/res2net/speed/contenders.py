@@ -25,10 +25,10 @@ from torch import nn
 from ..config import load_config
 from ..cpu_training import accelerate_cpu_training
 from ..errors import UserError
-from ..evaluate import autocast_context
 from ..inference.onnx_runtime import make_session, onnx_bytes
 from ..inference.openvino_backend import openvino_available
 from ..inference.optimize import optimize_for_inference
+from ..metrics import autocast_context
 from ..models import build_model
 from ..train.optim import build_optimizer
 from ..train.step import StepRunner

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..evaluate import autocast_context
+from ..metrics import autocast_context
 
 _MATMUL_SIZE = 2048
 

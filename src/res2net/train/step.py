@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..evaluate import autocast_context
+from ..metrics import autocast_context
 
 # A few bad batches happen (a corrupt image, an fp16 overflow); this many in a row means
 # the run has diverged and further steps would only write garbage.
