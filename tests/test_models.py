@@ -314,11 +314,12 @@ def test_models_command_prints_the_registry_as_a_table(capsys: pytest.CaptureFix
     assert markdown[1] == "|---|---|---|---|---|" and len(markdown) == 4  # header, rule, the two 152s
 
 
-def test_the_readme_model_table_is_the_models_command_output() -> None:
+@pytest.mark.parametrize("page", ["README.md", "docs/models.md"])
+def test_the_model_tables_are_the_models_command_output(page: str) -> None:
     from res2net.cli.models import model_rows, render
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / page).read_text(encoding="utf-8")
     start, end = "<!-- models: res2net models --format markdown -->\n", "\n<!-- /models -->"
-    assert start in readme and end in readme, "the README's model table markers are missing"
-    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert start in text and end in text, f"{page}'s model table markers are missing"
+    table = text.split(start, 1)[1].split(end, 1)[0]
     assert table == render(model_rows(), "markdown"), "stale: paste `res2net models --format markdown` there"
