@@ -17,7 +17,8 @@ Which translation applies is decided by the file's format, never guessed from th
   detector checkpoints, see :mod:`.mmdet`; recognised by that stem.
 * Official Res2Net-DLA and timm DLA: a 1x1 ``Conv2d`` head (4-D ``fc.weight``, ours is a
   ``Linear``); the official files also carry ``project`` layers on multi-level trees that
-  their forward pass never uses (FACTS.md), which our network does not have.
+  their forward pass never uses (the official DLA code builds them and never calls them),
+  which our network does not have.
 
 Only renaming and reshaping happen here; deciding whether the result fits the model is
 ``load.py``'s job, so that all mismatches are reported together.

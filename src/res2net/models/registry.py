@@ -295,7 +295,8 @@ WEIGHTS = [
 ]
 
 
-def _builtin() -> Registry:
+def shipped_registry() -> Registry:
+    """A new registry holding what this package ships, without anything registered since."""
     registry = Registry()
     for arch in ARCHITECTURES:
         registry.add_architecture(arch)
@@ -307,7 +308,7 @@ def _builtin() -> Registry:
     return registry
 
 
-REGISTRY = _builtin()
+REGISTRY = shipped_registry()
 #: The names this package ships (users' registrations come on top).
 SHIPPED_NAMES: tuple[str, ...] = tuple(sorted(REGISTRY.names))
 
