@@ -35,6 +35,7 @@ RUN_BY = {
     "res2net evaluate-detection ": "test_detection.py::test_train_resume_evaluate_predict",
     "res2net predict-detection ": "test_detection.py::test_train_resume_evaluate_predict",
     "res2net serve --engine triton ": "test_triton.py::test_serve_engine_triton_under_load_and_sigterm",
+    "res2net finetune ": "test_finetune.py::test_finetune_one_folder_end_to_end",
     "res2net serve --checkpoint runs/fasterrcnn": "test_demo_page.py::"
                                                   "test_a_detection_checkpoint_is_served_as_a_page_that_draws_its_boxes",
 }

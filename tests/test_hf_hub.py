@@ -85,6 +85,7 @@ def test_the_model_card_of_a_training_run(learned_run: tuple[Path, float], tmp_p
     assert f"Top-1 {model.pretrained_cfg.top1:.2f}%" in card and "validation images" in card
     assert "| `image_resize` | `16` |" in card and "trained 20" in card  # the recipe and the provenance
     assert "@article{gao2021res2net" in card and "## License" in card
+    assert "- Weights: trained with the res2net package (see Training)" in card
 
 
 def _in_subprocess(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import yaml
 
 from ..models import REGISTRY, PretrainedCfg
 from .hf import TIMM_NAMES
+from .training import TRAINING_SOURCE
 
 CITATION = """@article{gao2021res2net,
   title={Res2Net: A New Multi-scale Backbone Architecture},
@@ -44,7 +45,8 @@ def model_card(cfg: PretrainedCfg, *, repo_name: str, num_classes: int, recipe: 
         f"- Parameters: {arch.num_params / 1e6:.2f}M with 1,000 classes; {arch.macs / 1e9:.2f} GMACs per 224x224 image",
         f"- Input: {cfg.input_size[1]}x{cfg.input_size[2]}, resized to {cfg.input_size[1] / cfg.crop_pct:.0f} on the "
         f"short side ({cfg.interpolation}) and centre-cropped; mean {list(cfg.mean)}, std {list(cfg.std)} (0-1 scale)",
-        f"- Weights: {cfg.source}" + (f" ({cfg.tag})" if cfg.tag else ""), "",
+        "- Weights: " + ("trained with the res2net package (see Training)" if cfg.source == TRAINING_SOURCE
+                         else cfg.source + (f" ({cfg.tag})" if cfg.tag and cfg.tag != cfg.source else "")), "",
         "## Results", "",
     ]
     if cfg.top1 is not None:
