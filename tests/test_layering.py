@@ -19,7 +19,7 @@ ROOT = "res2net"
 # Floors, lowest first: a module may import its own floor and those below, never above.
 FLOORS = [
     {"version", "errors", "home", "lazy", "provenance", "plots", "progress", "models", "config", "data",
-     "distributed", "metrics"},
+     "distributed", "metrics", "evaluate"},
     {"checkpoint", "cpu_training"},
     {"factory", "convert"},
     {"train", "inference", "validation"},
@@ -149,3 +149,15 @@ def test_lower_floors_never_import_higher_ones(module: str) -> None:
     assert own is not None, f"{module} is on no floor: add its package to FLOORS"
     above = sorted(m for m in GRAPH[module] if (floor_of(m) or 0) > own)
     assert not above, f"{module} (floor {own}) imports {above} from higher floors"
+
+
+def test_the_old_evaluate_module_still_imports_and_warns() -> None:
+    import importlib
+    import sys
+
+    import res2net.metrics
+
+    sys.modules.pop("res2net.evaluate", None)
+    with pytest.warns(DeprecationWarning, match="res2net.metrics"):
+        old = importlib.import_module("res2net.evaluate")
+    assert old.evaluate is res2net.metrics.evaluate and old.EvalResult is res2net.metrics.EvalResult
