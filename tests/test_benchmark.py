@@ -43,5 +43,8 @@ def test_train_benchmark_json_has_every_contender_ratio_and_share_of_peak(capsys
         assert 0.3 < summary["gflop_per_image"] < 0.8
         share = summary["share_of_peak"][OURS_TRAIN]
         expected = ours * summary["gflop_per_image"] / summary["matmul_peak_gflops"]
-        assert share == pytest.approx(expected, abs=1e-3)  # reported to three decimals
+        # reported to three decimals, from figures that are themselves rounded (img/s to three decimals, GFLOP
+        # and peak to four significant digits): 1e-3 absolute, or 1e-3 relative where the share exceeds 1
+        # (bf16 emulated on a CPU without bf16 instructions)
+        assert share == pytest.approx(expected, abs=1e-3, rel=1e-3)
         assert 0 < share
