@@ -122,12 +122,9 @@ def _ui_options(args: argparse.Namespace, runner: ModelRunner) -> UiOptions:
     from .app import UiOptions
     from .ui import CamSource, validation_examples
 
-    try:
-        import gradio  # noqa: F401 - only checked here, imported where the page is built
-    except ImportError:
-        raise UserError("--ui needs Gradio: pip install 'res2net[ui]'") from None
+    _require_gradio()
     eager = getattr(runner, "eager_model", None)
-    info = getattr(runner, "_preprocess_info", None)
+    info = getattr(runner, "preprocess_info", None)
     cam = None if eager is None or info is None else CamSource(eager, partial(preprocess_images, info=info),
                                                                 info.crop_pct)
     examples: list[Path] = []
@@ -138,6 +135,14 @@ def _ui_options(args: argparse.Namespace, runner: ModelRunner) -> UiOptions:
         except (CheckpointError, KeyError):
             pass
     return UiOptions(cam=cam, examples=examples, precision=args.precision if args.onnx is None else "onnx")
+
+
+def _require_gradio() -> None:
+    """--ui's one check for the 'ui' extra, before anything is loaded; the page imports Gradio where it is built."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UserError("--ui needs Gradio: pip install 'res2net[ui]'") from None
 
 
 def _dense_checkpoint(path: Path) -> DenseCheckpoint | None:
@@ -161,15 +166,11 @@ def run_dense_page(args: argparse.Namespace, checkpoint: DenseCheckpoint) -> int
                         "classifiers, so such a checkpoint is served as the demo page; add --ui")
     if args.engine != "fastapi" or args.precision == "int8":
         raise UserError("a detection/segmentation page runs on --engine fastapi at --precision fp32 or bf16")
-    try:
-        import gradio  # noqa: F401 - only checked here, imported where the page is built
-
-        from .dense import create_dense_app
-        from .server import serve
-    except ImportError as err:
-        raise UserError(f"--ui needs the 'ui' extra (pip install 'res2net[ui]'): {err}") from None
+    _require_gradio()
     from ..detection.checkpoint import model_from_dense_checkpoint
     from ..detection.config import TASKS
+    from .dense import create_dense_app
+    from .server import serve
     from .ui import validation_examples
 
     model = model_from_dense_checkpoint(checkpoint, args.checkpoint)

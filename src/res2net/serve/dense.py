@@ -29,9 +29,8 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from ..detection.config import Task
 from ..detection.predict import draw_prediction
 from ..version import __version__
-from .errors import RequestError
 from .runner import DEFAULT_MAX_IMAGE_PIXELS, decode_images
-from .ui import IMAGE_HEIGHT, image_input, mount
+from .ui import IMAGE_HEIGHT, answer_upload, image_input, mount
 
 #: The score a box needs to be drawn when the page opens; the page has a slider for it.
 DEFAULT_SCORE_THRESHOLD = 0.5
@@ -78,12 +77,7 @@ def build_dense_page(predict: Callable[[bytes, float], Awaitable[DenseAnswer]], 
     import gradio as gr
 
     async def on_image(path: str | None, threshold: float) -> tuple[Image.Image, dict[str, Any], str]:
-        if not path:
-            raise gr.Error("Choose an image first: upload, paste or drop one.")
-        try:
-            answer = await predict(Path(path).read_bytes(), threshold)
-        except RequestError as err:  # not an image, too many pixels: said on the page, the server stays ready
-            raise gr.Error(str(err)) from None
+        answer = await answer_upload(path, lambda data: predict(data, threshold))
         return answer.drawing, answer.record, answer.summary
 
     boxes = task in ("detection", "instance")

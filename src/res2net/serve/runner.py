@@ -76,7 +76,7 @@ class TorchRunner:
         self._model = model.eval()
         #: The eager PyTorch model ``model`` was optimised from, when there is one (the demo page's Grad-CAM).
         self.eager_model = eager
-        self._preprocess_info = preprocess_info
+        self.preprocess_info = preprocess_info
         self._preprocess = preprocess
         input_size = _input_size(preprocess_info.input_size)
         num_classes = probe_num_classes(self, input_size)
@@ -92,7 +92,7 @@ class TorchRunner:
         return self._info
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self._preprocess(list(images), self._preprocess_info)
+        return self._preprocess(list(images), self.preprocess_info)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -25,6 +25,8 @@ from torch import nn
 from .batcher import Deferred, DynamicBatcher
 from .errors import RequestError
 from .runner import ModelRunner, decode_images
+
+T = TypeVar("T")
 
 UI_PATH = "/ui"
 TOP_K = 5
@@ -106,18 +108,26 @@ def _uploaded_path(payload: Any) -> str | None:
     return None if payload is None else payload.path
 
 
+async def answer_upload(path: str | None, ask: Callable[[bytes], Awaitable[T]]) -> T:
+    """``ask`` on the uploaded file's bytes, for both pages; no image, or input the server refuses (not an image,
+    too many pixels), is a message on the page, and the server stays ready."""
+    import gradio as gr
+
+    if not path:
+        raise gr.Error("Choose an image first: upload, paste or drop one.")
+    try:
+        return await ask(Path(path).read_bytes())
+    except RequestError as err:
+        raise gr.Error(str(err)) from None
+
+
 def build_page(classify: Callable[[bytes], Awaitable[Answer]], *, title: str, examples: Sequence[Path],
                precision: str) -> Any:
     """The Gradio Blocks of the page."""
     import gradio as gr
 
     async def on_image(path: str | None) -> tuple[dict[str, float], Image.Image | None, str]:
-        if not path:
-            raise gr.Error("Choose an image first: upload, paste or drop one.")
-        try:
-            answer = await classify(Path(path).read_bytes())
-        except RequestError as err:  # not an image, too many pixels: said on the page, the server stays ready
-            raise gr.Error(str(err)) from None
+        answer = await answer_upload(path, classify)
         return answer.top, answer.cam, answer.summary
 
     with gr.Blocks(title=title, analytics_enabled=False) as page:
