@@ -114,10 +114,10 @@ def render_transfer(row: Row) -> str:
         body.append([k.removeprefix("k="), *cells])
     starts = list(next(iter(row["figures"].values())))
     flags = " ".join(row["settings"].get("finetune_flags") or []) or "the recipe as it is"
+    against = ", against the same command with `--weights none`" if "from scratch" in starts else ""
     return (f"res2net50 pretrained on the digits 0-4, then `res2net finetune` on k images per class of the digits "
-            f"5-9 ({flags}), against the same command with `--weights none`; final validation top-1 % on all the "
-            f"new digits' validation images, mean +- standard deviation over seeds (each seed):\n\n"
-            + table(["k per class", *starts], body))
+            f"5-9 ({flags}){against}; final validation top-1 % on all the new digits' validation images, mean +- "
+            f"standard deviation over seeds (each seed):\n\n" + table(["k per class", *starts], body))
 
 
 def render_generic(row: Row) -> str:
@@ -144,7 +144,9 @@ SECTIONS: dict[str, tuple[str, Callable[[Row], str], Callable[[Row], str]]] = {
                 lambda r: json.dumps([r["settings"][k] for k in ("image_size", "batch_size", "precision")]),
                 render_commits),
     "transfer": ("Fine-tuning against training from scratch",
-                 lambda r: json.dumps(r["settings"].get("finetune_flags")), render_transfer),
+                 lambda r: json.dumps([r["settings"].get("finetune_flags"),
+                                       r["settings"].get("starts", ["fine-tuned", "from scratch"])]),
+                 render_transfer),
     "serve_memory": ("Server memory under one oversized request",
                      lambda r: json.dumps([r["settings"].get(k) for k in ("serve_flags", "server_pythonpath",
                                                                           "images", "concurrent")]),
