@@ -15,6 +15,7 @@ from PIL import Image
 from res2net.checkpoint.training import read_training_checkpoint
 from res2net.cli import main
 from res2net.errors import DataError
+from res2net.plots import run_labels
 from res2net.train.finetune import RECIPE, prepare_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +108,10 @@ def test_plot_overlays_runs(learned_run: tuple[Path, float], tmp_path: Path) -> 
     assert main(["plot", str(learned_run[0]), str(learned_run[0]), "--output", str(output)]) == 0
     assert output.stat().st_size > 10_000
     assert main(["plot", str(tmp_path)]) == 1  # not a run folder: one line, no traceback
+
+
+def test_runs_of_the_same_name_get_labels_that_tell_them_apart(tmp_path: Path) -> None:
+    probe, recipe, other = tmp_path / "probe" / "k20_s0", tmp_path / "recipe" / "k20_s0", tmp_path / "recipe" / "k5"
+    assert run_labels([probe, recipe, other]) == ["probe/k20_s0", "recipe/k20_s0", "recipe/k5"]
+    assert run_labels([recipe, other]) == ["k20_s0", "k5"]
+    assert run_labels([recipe, recipe]) == ["k20_s0", "k20_s0"]  # the same run twice is the same run

@@ -59,34 +59,60 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float
     return [e for e, _ in points], [v for _, v in points]
 
 
+def run_labels(run_dirs: Sequence[Path]) -> list[str]:
+    """Each run's legend label: its folder name, with as many parent folders as it takes to tell apart runs of
+    the same name (``probe/k20_s0`` and ``recipe/k20_s0``, not two ``k20_s0``)."""
+    parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    depth = 1
+    while depth < max(map(len, parts), default=1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        distinct_runs = {p: label for p, label in zip(parts, labels, strict=True)}
+        if len(set(distinct_runs.values())) == len(distinct_runs):
+            break
+        depth += 1
+    return ["/".join(p[-depth:]) for p in parts]
+
+
 def plot_runs(run_dirs: Sequence[Path], output: Path) -> Path:
-    """Loss (training, and validation where recorded), the validation score and the learning rate per epoch,
-    one colour per run; classification and detection runs alike."""
+    """Loss (training solid, validation dashed where recorded), the validation score and the learning rate per
+    epoch, one colour per run, named once in a legend under the plots (run names can be long); classification
+    and detection runs alike."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     figure, (loss_axis, score_axis, lr_axis) = plt.subplots(1, 3, figsize=(13, 3.8))
     score_title = "validation score"
-    for run_dir in run_dirs:
+    runs: list[Line2D] = []
+    any_val_loss = False
+    for run_dir, label in zip(run_dirs, run_labels(run_dirs), strict=True):
         rows = read_metrics(run_dir)
-        label = run_dir.resolve().name
         loss_key = "train_loss" if any("train_loss" in row for row in rows) else "loss"
-        line = loss_axis.plot(*_series(rows, loss_key), marker=".", label=f"{label} train")[0]
+        line = loss_axis.plot(*_series(rows, loss_key), marker=".")[0]
         colour = line.get_color()
+        runs.append(Line2D([], [], color=colour, marker=".", label=label))
         if any("val_loss" in row for row in rows):
-            loss_axis.plot(*_series(rows, "val_loss"), linestyle="--", marker=".", color=colour, label=f"{label} val")
+            any_val_loss = True
+            loss_axis.plot(*_series(rows, "val_loss"), linestyle="--", marker=".", color=colour)
         key, score_title = next(((k, t) for k, t in SCORES if any(k in row for row in rows)), (None, score_title))
         if key is not None:
-            score_axis.plot(*_series(rows, key), marker=".", color=colour, label=label)
-        lr_axis.plot(*_series(rows, "lr"), marker=".", color=colour, label=label)
+            score_axis.plot(*_series(rows, key), marker=".", color=colour)
+        lr_axis.plot(*_series(rows, "lr"), marker=".", color=colour)
     for axis, title, ylabel in ((loss_axis, "loss", "loss"), (score_axis, score_title, ""),
                                 (lr_axis, "learning rate (end of epoch)", "lr")):
         axis.set_title(title)
         axis.set_xlabel("epoch")
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
-    loss_axis.legend(fontsize=7)
-    if len(run_dirs) > 1:
-        score_axis.legend(fontsize=7)
-    figure.tight_layout()
+    if any_val_loss:
+        loss_axis.legend(handles=[Line2D([], [], color="grey", label="training"),
+                                  Line2D([], [], color="grey", linestyle="--", label="validation")], fontsize=7)
+    if len(runs) > 1:
+        columns = min(len(runs), 3)
+        rows_of_legend = -(-len(runs) // columns)
+        figure.legend(handles=runs, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+        figure.tight_layout(rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
+    else:
+        figure.tight_layout()
     _save(figure, output)
     plt.close(figure)
     return output
