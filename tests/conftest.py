@@ -37,7 +37,7 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     when it finishes, while the other may still use what was built there."""
     folder = shared_folder(tmp_path_factory) / name
     with FileLock(f"{folder}.lock"):
-        done = folder.with_name(f"{name}.json")
+        done = shared_folder(tmp_path_factory) / f"{name}.json"
         if not done.is_file():
             folder.mkdir()
             done.write_text(json.dumps(build(folder)))

@@ -63,12 +63,9 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
     """Each run's legend label: its folder name, with as many parent folders as it takes to tell apart runs of
     the same name (``probe/k20_s0`` and ``recipe/k20_s0``, not two ``k20_s0``)."""
     parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    distinct = set(parts)
     depth = 1
-    while depth < max(map(len, parts), default=1):
-        labels = ["/".join(p[-depth:]) for p in parts]
-        distinct_runs = {p: label for p, label in zip(parts, labels, strict=True)}
-        if len(set(distinct_runs.values())) == len(distinct_runs):
-            break
+    while depth < max(map(len, parts), default=1) and len({p[-depth:] for p in distinct}) < len(distinct):
         depth += 1
     return ["/".join(p[-depth:]) for p in parts]
 
